@@ -95,6 +95,7 @@ pub fn decode_tokens_per_s(
         sampling: SamplingParams::greedy(),
         max_new_tokens: new_tokens,
         stop_token_ids: Vec::new(),
+        sample_vocab: None,
     };
     generate(
         model,

@@ -33,6 +33,10 @@ pub struct GenerationConfig {
     pub max_new_tokens: usize,
     /// Ids that end a sequence (kept as its last token), e.g. the config's EOS ids.
     pub stop_token_ids: Vec<u32>,
+    /// Only ids below this are ever sampled, and log-probs are of the distribution over
+    /// them. A checkpoint may pad its embedding matrix beyond its tokenizer (Qwen2.5:
+    /// 151936 rows, 151665 tokens); the padded ids decode to nothing. None = every id.
+    pub sample_vocab: Option<usize>,
 }
 
 impl GenerationConfig {
@@ -46,6 +50,7 @@ impl GenerationConfig {
             sampling,
             max_new_tokens,
             stop_token_ids: config.eos_token_ids.clone(),
+            sample_vocab: None,
         }
     }
 }
@@ -86,6 +91,8 @@ pub enum GenerateError {
     },
     #[error("request {index}: token id {id} is outside the vocabulary of {vocab}")]
     BadToken { index: usize, id: u32, vocab: usize },
+    #[error("sample_vocab is 0; at least one id must be sampleable")]
+    EmptySampleVocab,
     #[error(transparent)]
     Sampling(#[from] SamplingError),
 }
@@ -113,6 +120,9 @@ fn check_requests(
     config: &GenerationConfig,
 ) -> Result<(), GenerateError> {
     config.sampling.validate()?;
+    if config.sample_vocab == Some(0) {
+        return Err(GenerateError::EmptySampleVocab);
+    }
     let (limit, vocab) = (model.config.max_context(), model.config.vocab_size);
     for (index, r) in requests.iter().enumerate() {
         if r.prompt.is_empty() {
@@ -240,14 +250,20 @@ impl<'a> Batch<'a> {
         self.logits(&hidden)
     }
 
-    /// Logits of the last position, in f32: hidden [B, T, H] -> [B, V].
+    /// Logits of the last position, in f32: hidden [B, T, H] -> [B, V], or [B, sample_vocab]
+    /// when the config limits the sampled ids.
     fn logits(&self, hidden: &Tensor) -> Tensor {
         let t = hidden.size()[1];
-        hidden
+        let logits = hidden
             .narrow(1, t - 1, 1)
             .squeeze_dim(1)
-            .matmul(&self.model.lm_head_weight().tr())
-            .to_kind(Kind::Float)
+            .matmul(&self.model.lm_head_weight().tr());
+        let vocab = logits.size()[1];
+        match self.config.sample_vocab {
+            Some(n) if (n as i64) < vocab => logits.narrow(1, 0, n as i64),
+            _ => logits,
+        }
+        .to_kind(Kind::Float)
     }
 
     /// Appends one step's tokens to the unfinished sequences and ends those that stop.

@@ -91,6 +91,7 @@ fn config(sampling: SamplingParams, max_new_tokens: usize) -> GenerationConfig {
         sampling,
         max_new_tokens,
         stop_token_ids: Vec::new(),
+        sample_vocab: None,
     }
 }
 
@@ -220,6 +221,74 @@ fn generation_logprobs_equal_full_forward_logprobs() {
             }
         }
     }
+}
+
+/// A checkpoint whose embedding matrix is padded beyond its tokenizer (real Qwen2.5) must
+/// never sample a padded id: with `sample_vocab` only ids below it come out, and their
+/// log-probs are those of the distribution renormalised over the allowed ids.
+#[test]
+fn sample_vocab_excludes_padded_ids_and_renormalises() {
+    let (model, r) = (load("tiny-qwen2"), reference("tiny-qwen2"));
+    let vocab = model.config.vocab_size;
+    let allowed = vocab / 2;
+    let free = generate(
+        &model,
+        &requests(&r.prompts),
+        &config(SamplingParams::rollout_default(), 48),
+        None,
+    )
+    .unwrap();
+    assert!(
+        free.iter()
+            .flat_map(|o| &o.tokens)
+            .any(|&t| t as usize >= allowed),
+        "without a limit a random model samples from the upper half too"
+    );
+    let limited = GenerationConfig {
+        sample_vocab: Some(allowed),
+        ..config(SamplingParams::rollout_default(), 48)
+    };
+    let out = generate(&model, &requests(&r.prompts), &limited, None).unwrap();
+    for (prompt, o) in r.prompts.iter().zip(&out) {
+        assert!(
+            o.tokens.iter().all(|&t| (t as usize) < allowed),
+            "{:?}",
+            o.tokens
+        );
+        let all: Vec<i64> = prompt
+            .iter()
+            .chain(&o.tokens)
+            .map(|&t| i64::from(t))
+            .collect();
+        let ids = Tensor::from_slice(&all).unsqueeze(0);
+        let (p, k, n) = (prompt.len() as i64, o.tokens.len() as i64, all.len() as i64);
+        let expected = tch::no_grad(|| {
+            let hidden = model
+                .forward_hidden(&ids.narrow(1, 0, n - 1), None)
+                .narrow(1, p - 1, k);
+            let logits = hidden
+                .matmul(&model.lm_head_weight().tr())
+                .narrow(2, 0, allowed as i64);
+            let lp = logits.log_softmax(-1, Kind::Float).gather(
+                -1,
+                &ids.narrow(1, p, k).unsqueeze(-1),
+                false,
+            );
+            Vec::<f32>::try_from(lp.flatten(0, -1)).unwrap()
+        });
+        let err = o
+            .logprobs
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 2e-5, "max abs error {err}");
+    }
+    let empty = GenerationConfig {
+        sample_vocab: Some(0),
+        ..limited
+    };
+    assert!(generate(&model, &requests(&r.prompts), &empty, None).is_err());
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct EngineConfig {
     /// whatever is queued at once). Requests that arrive while a batch runs are batched
     /// anyway; this only helps when requests trickle in.
     pub gather: Duration,
+    /// Only ids below this are sampled: the tokenizer's vocabulary, when the checkpoint pads
+    /// its embedding matrix beyond it (see [`GenerationConfig::sample_vocab`]). None = all.
+    pub sample_vocab: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +43,7 @@ impl Default for EngineConfig {
         EngineConfig {
             max_batch: 64,
             gather: Duration::ZERO,
+            sample_vocab: None,
         }
     }
 }
@@ -396,6 +400,7 @@ impl Worker {
             sampling: batch[0].0.sampling.clone(),
             max_new_tokens: longest,
             stop_token_ids: batch[0].0.stop_token_ids.clone(),
+            sample_vocab: self.config.sample_vocab,
         };
         let requests: Vec<GenerationRequest> = batch
             .iter()

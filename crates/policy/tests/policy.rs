@@ -47,6 +47,7 @@ fn engine(model: Qwen2, gather_ms: u64) -> Engine {
         EngineConfig {
             max_batch: 32,
             gather: Duration::from_millis(gather_ms),
+            ..EngineConfig::default()
         },
     )
 }
@@ -689,6 +690,42 @@ fn serves_a_model_directory() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"], "dir-model");
     drop(server);
+    engine.shutdown();
+}
+
+/// Real Qwen2.5 pads its embedding matrix beyond the tokenizer (151936 rows, 151665
+/// tokens). A model directory like that must never sample an id the tokenizer cannot
+/// decode, even when a padded id has by far the highest logit.
+#[test]
+fn a_padded_vocabulary_never_samples_undecodable_ids() {
+    let chat = chat();
+    let tokens = chat.tokenizer().vocab_size();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_random_model(tokens + 64, 21);
+    swerl_model::weights::save_model(&model, dir.path(), u64::MAX).unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tokenizer_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let (engine, state) = server::load_model_dir(
+        dir.path(),
+        tch::Device::Cpu,
+        EngineConfig::default(),
+        None,
+        0,
+    )
+    .unwrap();
+    force_token(&state.engine, tokens + 3);
+    for sampling in [SamplingParams::greedy(), SamplingParams::rollout_default()] {
+        let mut request = job(&[1, 2, 3], 5, sampling, &chat);
+        request.max_new_tokens = 8;
+        let out = state.engine.generate(request).unwrap();
+        assert!(
+            out.tokens.iter().all(|&t| (t as usize) < tokens),
+            "{:?} (tokenizer has {tokens} ids)",
+            out.tokens
+        );
+        chat.decode(&out.tokens, false).unwrap();
+    }
     engine.shutdown();
 }
 

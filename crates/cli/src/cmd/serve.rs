@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine_config = EngineConfig {
         max_batch: args.max_batch.max(1),
         gather: Duration::from_millis(args.gather_ms),
+        ..EngineConfig::default()
     };
     let (engine, state) = server::load_model_dir(
         &args.model,

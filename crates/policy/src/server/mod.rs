@@ -363,7 +363,9 @@ pub enum LoadError {
 
 /// Loads a Hugging Face model directory (config, safetensors, tokenizer, chat template),
 /// starts an engine on `device` and returns it with the server state; the served model name
-/// is the directory's last component unless `name` is given.
+/// is the directory's last component unless `name` is given. When the checkpoint's
+/// vocabulary is padded beyond the tokenizer's (real Qwen2.5), the engine samples only ids
+/// the tokenizer can decode.
 pub fn load_model_dir(
     dir: &std::path::Path,
     device: tch::Device,
@@ -394,6 +396,10 @@ pub fn load_model_dir(
         dir.file_name()
             .map_or("model".into(), |n| n.to_string_lossy().into_owned())
     });
+    let engine = crate::engine::EngineConfig {
+        sample_vocab: (tokenizer < vocab).then_some(tokenizer),
+        ..engine
+    };
     let engine = crate::engine::Engine::start(model, engine);
     let state = Arc::new(ServerState::new(
         engine.handle(),

@@ -148,6 +148,7 @@ impl ToyBackend {
             sampling: SamplingParams::rollout_default(),
             max_new_tokens: self.new_tokens,
             stop_token_ids: vec![],
+            sample_vocab: None,
         };
         let outs = generate(&self.sampler, &requests, &config, None)?;
         let trajectories = outs
