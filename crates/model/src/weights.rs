@@ -97,11 +97,15 @@ pub fn load_model(dir: &Path, device: Device, kind: Option<Kind>) -> Result<Qwen
     Ok(model)
 }
 
-/// Copies the checkpoint tensors in `dir` into `model`'s parameters.
+/// Copies the checkpoint tensors in `dir` into `model`'s parameters. Every file's header is
+/// checked first (names, shapes, dtypes, sizes, nothing missing), so a checkpoint that does
+/// not fit changes no parameter: a server reloading weights keeps serving the old ones.
 pub fn load_weights(model: &Qwen2, dir: &Path) -> Result<(), WeightsError> {
+    let files = weight_files(dir)?;
+    check_headers(model, dir, &files)?;
     let params = model.vs.variables();
     let mut loaded = HashSet::new();
-    for file in weight_files(dir)? {
+    for file in files {
         let bytes = std::fs::read(&file).map_err(io_err(&file))?;
         let shown = file.display().to_string();
         let st = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format {
@@ -125,6 +129,95 @@ pub fn load_weights(model: &Qwen2, dir: &Path) -> Result<(), WeightsError> {
     let mut missing: Vec<String> = params
         .keys()
         .filter(|k| !loaded.contains(*k))
+        .cloned()
+        .collect();
+    missing.sort();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(WeightsError::Missing {
+            dir: dir.display().to_string(),
+            missing,
+        })
+    }
+}
+
+/// Checks what [`load_weights`] would copy from the files' headers alone (the 8-byte length
+/// and the JSON header of each safetensors file), without reading any tensor data.
+fn check_headers(model: &Qwen2, dir: &Path, files: &[PathBuf]) -> Result<(), WeightsError> {
+    use std::io::Read;
+    let params = model.vs.variables();
+    let mut seen = HashSet::new();
+    for file in files {
+        let shown = file.display().to_string();
+        let format = |message: String| WeightsError::Format {
+            path: shown.clone(),
+            message,
+        };
+        let mut f = std::fs::File::open(file).map_err(io_err(file))?;
+        let size = f.metadata().map_err(io_err(file))?.len();
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(io_err(file))?;
+        let n = u64::from_le_bytes(len);
+        if n > 100_000_000 || 8 + n > size {
+            return Err(format(format!(
+                "header length {n} does not fit a {size}-byte file"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header).map_err(io_err(file))?;
+        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| format(format!("header is not a JSON object: {e}")))?;
+        let mut end = 0u64;
+        let mut entries: Vec<_> = header.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0)); // the first error is then the same every run
+        for (key, info) in entries {
+            if key == "__metadata__" {
+                continue;
+            }
+            let offsets = info["data_offsets"]
+                .as_array()
+                .and_then(|o| o.get(1)?.as_u64());
+            end = end.max(offsets.ok_or_else(|| format(format!("`{key}` has no data_offsets")))?);
+            if is_ignored(key, &model.config) {
+                continue;
+            }
+            let param = params.get(key).ok_or_else(|| WeightsError::Unexpected {
+                path: shown.clone(),
+                key: key.clone(),
+            })?;
+            let found: Vec<i64> = info["shape"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|x| x.as_i64()).collect())
+                .unwrap_or_default();
+            if found != param.size() {
+                return Err(WeightsError::Shape {
+                    path: shown.clone(),
+                    key: key.clone(),
+                    expected: param.size(),
+                    found,
+                });
+            }
+            let dtype = info["dtype"].as_str().unwrap_or("?");
+            if !matches!(dtype, "F32" | "BF16" | "F16") {
+                return Err(WeightsError::Dtype {
+                    path: shown.clone(),
+                    key: key.clone(),
+                    dtype: dtype.to_string(),
+                });
+            }
+            seen.insert(key.clone());
+        }
+        if 8 + n + end != size {
+            return Err(format(format!(
+                "the header describes {} bytes but the file has {size} (truncated or corrupt)",
+                8 + n + end
+            )));
+        }
+    }
+    let mut missing: Vec<String> = params
+        .keys()
+        .filter(|k| !seen.contains(*k))
         .cloned()
         .collect();
     missing.sort();

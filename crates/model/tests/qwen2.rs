@@ -356,6 +356,47 @@ fn save_and_load_round_trip_single_and_sharded() {
     }
 }
 
+/// A checkpoint that does not fit (here: another MLP width, found only after tensors that do
+/// fit in key order) changes no parameter, so a server reloading weights keeps serving the
+/// old ones intact; a truncated file is refused the same way.
+#[test]
+fn a_checkpoint_that_does_not_fit_changes_nothing() {
+    let model = load("tiny-qwen2");
+    let snapshot: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    tch::manual_seed(5);
+    let config = swerl_model::config::Qwen2Config {
+        intermediate_size: model.config.intermediate_size + 8,
+        ..model.config.clone()
+    };
+    let other = Qwen2::new(config, Device::Cpu, Kind::Float);
+    let dir = tempfile::tempdir().unwrap();
+    save_model(&other, dir.path(), DEFAULT_SHARD_BYTES).unwrap();
+    let err = swerl_model::weights::load_weights(&model, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mlp") && err.contains("shape"), "{err}");
+
+    let fits = tempfile::tempdir().unwrap();
+    save_model(&load("tiny-qwen2"), fits.path(), DEFAULT_SHARD_BYTES).unwrap();
+    let file = fits.path().join(SINGLE_FILE);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 4]).unwrap();
+    let err = swerl_model::weights::load_weights(&model, fits.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
+
+    let params = model.vs.variables();
+    for (name, before) in &snapshot {
+        assert!(params[name].equal(before), "{name} was changed");
+    }
+}
+
 #[test]
 fn tied_model_round_trips_without_lm_head_key() {
     let model = load("tiny-qwen2-yarn");

@@ -18,6 +18,7 @@ use swerl_model::qwen2::Qwen2;
 use swerl_model::sampling::SamplingParams;
 use swerl_policy::bench::{run_http_bench, tiny_random_model, BenchConfig};
 use swerl_policy::engine::{Engine, EngineConfig, EngineHandle, GenerateJob};
+use swerl_policy::http::reload::{ReloadCall, ReloadConfig, Reloader};
 use swerl_policy::server::{self, RunningServer, ServerState};
 use swerl_policy::{EmbeddedPolicy, EpisodeSeed, HttpBackend, HttpConfig, HttpPolicy};
 use tch::{Kind, Tensor};
@@ -768,4 +769,130 @@ fn a_stopped_engine_is_a_503_and_then_a_policy_failure() {
         err.contains("failed 3 times") && err.contains("stopped"),
         "{err}"
     );
+}
+
+fn reload_config() -> ReloadConfig {
+    ReloadConfig {
+        timeout: Duration::from_secs(60),
+        max_retries: 2,
+        backoff_initial: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        ..ReloadConfig::default()
+    }
+}
+
+/// The HTTP weight sync against a real `swerl serve` router: after the reload the server's
+/// log-probs are those of the checkpoint on disk, on every server; a directory that does not
+/// fit is refused without retries, names the server, and leaves the old weights serving.
+#[test]
+fn servers_reload_weights_from_disk_and_refuse_bad_checkpoints() {
+    let chat = chat();
+    let (old, old_copy) = models(&chat, 22);
+    let (new, new_copy) = models(&chat, 23);
+    let dir = tempfile::tempdir().unwrap();
+    let new_dir = dir.path().join("new");
+    swerl_model::weights::save_model(&new, &new_dir, u64::MAX).unwrap();
+    let engines: Vec<Engine> = vec![engine(old, 0), {
+        let (m, _) = models(&chat, 22);
+        engine(m, 0)
+    }];
+    let servers: Vec<RunningServer> = engines.iter().map(|e| serve(e, &chat)).collect();
+    let urls: Vec<String> = servers.iter().map(RunningServer::url).collect();
+    let prompt = prompts(&chat, 1).remove(0);
+    let logprobs_match = |handle: &EngineHandle, model: &Qwen2| {
+        let out = handle
+            .generate(job(&prompt, 9, SamplingParams::rollout_default(), &chat))
+            .unwrap();
+        let expected = recompute_logprobs(model, &prompt, &out.tokens);
+        out.logprobs
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| (a - b).abs() <= 1e-4)
+    };
+    assert!(logprobs_match(&engines[0].handle(), &old_copy));
+
+    let reloader = Reloader::new(urls.clone(), reload_config()).unwrap();
+    reloader.reload(&new_dir).unwrap();
+    for e in &engines {
+        assert!(
+            logprobs_match(&e.handle(), &new_copy),
+            "the server serves the new weights"
+        );
+        assert!(!logprobs_match(&e.handle(), &old_copy));
+        assert_eq!(e.handle().stats().weight_version, 1);
+    }
+
+    // A checkpoint of another shape: refused at once (400), named, nothing changed.
+    let other_dir = dir.path().join("other");
+    let other = tiny_random_model(chat.tokenizer().vocab_size() + 8, 24);
+    swerl_model::weights::save_model(&other, &other_dir, u64::MAX).unwrap();
+    let err = reloader.reload(&other_dir).unwrap_err().to_string();
+    assert!(
+        err.contains("failed on 2 of 2")
+            && err.contains(&format!("{}/update_weights_from_disk", urls[0]))
+            && err.contains("400")
+            && err.contains("shape"),
+        "{err}"
+    );
+    assert!(!err.contains("retries"), "a refusal is not retried: {err}");
+    for e in &engines {
+        assert!(
+            logprobs_match(&e.handle(), &new_copy),
+            "the old weights keep serving"
+        );
+        assert_eq!(e.handle().stats().weight_version, 1);
+    }
+
+    // A server that is down: retried, then named with the attempts.
+    let dead = {
+        let listener = std::net::TcpListener::bind(loopback()).unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let err = Reloader::new(vec![urls[0].clone(), dead.clone()], reload_config())
+        .unwrap()
+        .reload(&new_dir)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("failed on 1 of 2") && err.contains(&dead) && err.contains("failed 3 times"),
+        "{err}"
+    );
+    drop(servers);
+    engines.into_iter().for_each(Engine::shutdown);
+}
+
+async fn flaky_reload(State(stub): State<Arc<Stub>>, body: String) -> (StatusCode, Json<Value>) {
+    let n = stub.seen.fetch_add(1, Ordering::SeqCst);
+    if n < stub.fail {
+        return (
+            StatusCode::from_u16(stub.status).unwrap(),
+            Json(json!({"error": "busy"})),
+        );
+    }
+    let body: Value = serde_json::from_str(&body).unwrap();
+    (StatusCode::OK, Json(json!({"ok": true, "got": body})))
+}
+
+/// A configurable call (here a vLLM-style custom route) is retried on 503 and its `{path}`
+/// is substituted in the JSON body.
+#[test]
+fn custom_reload_calls_are_retried_on_transient_errors() {
+    let stub = Arc::new(Stub {
+        fail: 2,
+        status: 503,
+        ..Stub::default()
+    });
+    let router = Router::new()
+        .route("/custom/reload", post(flaky_reload))
+        .with_state(stub.clone());
+    let server = server::spawn(router, loopback(), 1).unwrap();
+    let config = ReloadConfig {
+        call: ReloadCall::parse(r#"POST /custom/reload {"dir": "{path}", "flush": true}"#).unwrap(),
+        ..reload_config()
+    };
+    Reloader::new(vec![format!("{}/v1", server.url())], config)
+        .unwrap()
+        .reload(std::path::Path::new("/ckpt/iter-1/model"))
+        .unwrap();
+    assert_eq!(stub.seen.load(Ordering::SeqCst), 3);
 }

@@ -1,6 +1,7 @@
 //! `swerl serve`: an OpenAI-compatible server (completions and chat completions, token ids
 //! and log-probs) over the embedded engine, so other scaffolds can sample from our models
-//! and the HTTP policy backend can be tested against a real server.
+//! and the HTTP policy backend can be tested against a real server. `swerl train --policy
+//! http:...` syncs weights into it through SGLang's `POST /update_weights_from_disk`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let name = state.model_name.clone();
     let addr = SocketAddr::new(args.host, args.port);
     server::run_until_ctrl_c(server::router(state), addr, args.workers, |bound| {
-        eprintln!("serving `{name}` on http://{bound}/v1 (completions, chat/completions, models; /health); Ctrl-C stops");
+        eprintln!("serving `{name}` on http://{bound}/v1 (completions, chat/completions, models; /health; POST /update_weights_from_disk reloads weights); Ctrl-C stops");
     })
     .with_context(|| format!("cannot listen on {addr}"))?;
     engine.shutdown();

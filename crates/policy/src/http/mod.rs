@@ -8,6 +8,7 @@
 //! after the retries, or a request the server rejects (4xx), is a [`PolicyFailure`], which
 //! ends the episode as `policy_error`: never a reward.
 
+pub mod reload;
 mod transport;
 pub mod wire;
 

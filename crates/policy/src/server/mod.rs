@@ -4,7 +4,8 @@
 //!
 //! Endpoints: `POST /v1/completions` (prompt as text or token ids), `POST
 //! /v1/chat/completions` (messages rendered with the model's chat template), `GET /v1/models`,
-//! `GET /health`. Log-probs are of the sampled tokens under the full distribution at the
+//! `GET /health`, and `POST /update_weights_from_disk` (SGLang's call, `{"model_path": DIR}`:
+//! the trainer's weight sync; the engine switches between batches). Log-probs are of the sampled tokens under the full distribution at the
 //! request's temperature; with `return_tokens_as_token_ids` each token is `"token_id:N"`
 //! (vLLM's convention), so clients never re-tokenise.
 
@@ -75,6 +76,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/health", get(health))
+        .route("/update_weights_from_disk", post(update_weights_from_disk))
         // axum's default 2 MB limit is below a long-context token-id prompt in JSON
         // (131k ids are about 1 MB, a text prompt of that length more).
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -90,6 +92,45 @@ impl IntoResponse for ApiError {
 
 async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
     Json(json!({"status": "ok", "engine": state.engine.stats()}))
+}
+
+/// SGLang's `POST /update_weights_from_disk`: loads the weights of the Hugging Face model
+/// directory `model_path` (same architecture) into the engine between batches. A directory
+/// that does not fit is refused with 400 and the old weights keep serving.
+async fn update_weights_from_disk(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        model_path: String,
+    }
+    let answer = |status: StatusCode, success: bool, message: String| {
+        let version = state.engine.stats().weight_version;
+        let body = json!({"success": success, "message": message, "weight_version": version});
+        (status, Json(body)).into_response()
+    };
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("expected a JSON body {{\"model_path\": DIR}}: {e}");
+            return answer(StatusCode::BAD_REQUEST, false, message);
+        }
+    };
+    let engine = state.engine.clone();
+    let dir = std::path::PathBuf::from(&request.model_path);
+    let result = tokio::task::spawn_blocking(move || engine.load_weights_from_dir(dir)).await;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!(path = %request.model_path, "weights reloaded");
+            let message = format!("loaded the weights of {}", request.model_path);
+            answer(StatusCode::OK, true, message)
+        }
+        Ok(Err(EngineError::Stopped)) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            EngineError::Stopped.to_string(),
+        ),
+        Ok(Err(e)) => answer(StatusCode::BAD_REQUEST, false, e.to_string()),
+        Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, false, e.to_string()),
+    }
 }
 
 async fn models(State(state): State<Arc<ServerState>>) -> Json<Value> {
