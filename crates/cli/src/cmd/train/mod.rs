@@ -1,33 +1,27 @@
-//! `swerl train`: multi-turn DAPO (METHOD.md section 6) with the embedded policy engine.
-//! The DAPO hyper-parameters come from `--config` (JSON; defaults are the paper's stage 1,
-//! `"stage": 2` for stage 2); tasks, model, device and rollout limits from the flags.
-//! Each iteration's episodes run in real sandboxes through `swerl_rollout::SweRollout` and
-//! are stored under `<out>/episodes/`, so an interrupted collection resumes where it stopped.
+//! `swerl train`: multi-turn DAPO (METHOD.md section 6). The DAPO hyper-parameters come from
+//! `--config` (JSON; defaults are the paper's stage 1, `"stage": 2` for stage 2); tasks,
+//! model, device, policy backend and rollout limits from the flags. Episodes run in real
+//! sandboxes ([`backend`]); the policy is the embedded engine ([`embedded`], weights copied
+//! in memory) or OpenAI-compatible servers ([`http`], checkpoint + reload call).
+
+mod backend;
+mod embedded;
+mod http;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use swerl_agent::Limits;
 use swerl_env::task::Task;
-use swerl_model::sampling::SamplingParams;
-use swerl_policy::server::{self, ServerState};
-use swerl_policy::{EmbeddedPolicy, Engine, EngineConfig, EpisodeSeed};
-use swerl_rollout::{
-    jobs_for, read_trajectories, DynPolicy, Job, LengthShaping, RunConfig, SweOptions, SweRollout,
-    TrajectoryStore, TurnPenalty,
-};
+use swerl_policy::http::reload::SGLANG_RELOAD;
 use swerl_train::config::DapoConfig;
-use swerl_train::dapo_loop::{BackendError, DapoRun, RolloutBackend, Rollouts};
+use swerl_train::dapo_loop::DapoRun;
 use swerl_train::metrics_log::MetricsRow;
-use swerl_train::sampling::{filter_pool, SplitMix64};
-use swerl_train::Learner;
-use swerl_trajectory::Trajectory;
+use swerl_train::sampling::filter_pool;
 
 use super::validate::{TaskArgs, ENV_HELP};
+use backend::{Sampler, SweBackend};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = ENV_HELP)]
@@ -68,20 +62,60 @@ pub struct Args {
     /// Attempts per episode while it ends in an infrastructure failure.
     #[arg(long, value_name = "N", default_value_t = 3)]
     attempts: u32,
+    /// Policy backend: `embedded` (in-process engine on --device, weights synced in memory) or
+    /// `http:URL[,URL...]` (OpenAI-compatible servers, with --model-name; after each
+    /// iteration every server is asked to load the new checkpoint with --reload).
+    #[arg(long, value_name = "SPEC", default_value = "embedded")]
+    policy: String,
+    /// Served model name for `--policy http:...`.
+    #[arg(long, value_name = "NAME")]
+    model_name: Option<String>,
+    /// The weight-reload call of `--policy http:...`: `METHOD /path [JSON body]`, `{path}`
+    /// replaced by the checkpoint's absolute model directory (which the servers must see at
+    /// that path). The default is SGLang's, also served by `swerl serve`; vLLM has no
+    /// standard one: give your deployment's route.
+    #[arg(long, value_name = "CALL", default_value = SGLANG_RELOAD)]
+    reload: String,
+    /// Timeout of one reload call, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    reload_timeout: u64,
+    /// Retries of a reload call after connection failures, timeouts and 5xx answers.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    reload_retries: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = read_config(&args.config)?;
     let tasks = select_tasks(&args)?;
     let pool = training_pool(&args, &tasks)?;
+    let sampler = sampler(&args, config.seed)?;
     let learner = super::rft::load_learner(&args.model, &args.device, None)?;
-    let mut backend = SweBackend::start(&args, &config, tasks)?;
+    let mut backend = SweBackend::new(&args, &config, tasks, sampler)?;
     let mut run = DapoRun::new(config, learner, &args.out, pool)?;
     let result = run.run(&mut backend, args.resume, &versions(&args));
-    backend.engine.shutdown();
+    backend.sampler.shutdown();
     let rows = result?;
     print_summary(&rows, &args.out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy backend of `--policy`.
+fn sampler(args: &Args, seed: u64) -> anyhow::Result<Box<dyn Sampler>> {
+    if args.policy == "embedded" {
+        return Ok(Box::new(embedded::Embedded::start(args, seed)?));
+    }
+    if let Some(urls) = args.policy.strip_prefix("http:") {
+        let urls = urls
+            .split(',')
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        return Ok(Box::new(http::Http::start(args, urls)?));
+    }
+    bail!(
+        "unknown --policy `{}`; use embedded or http:URL[,URL...]",
+        args.policy
+    )
 }
 
 /// Parses and validates the config once, before any model is loaded.
@@ -164,137 +198,6 @@ fn libtorch_version() -> String {
         )
 }
 
-/// Real episodes with the embedded engine; weights sync in memory.
-struct SweBackend {
-    swe: SweRollout,
-    engine: Engine,
-    state: Arc<ServerState>,
-    run_config: RunConfig,
-    seed: u64,
-    episodes: PathBuf,
-}
-
-impl SweBackend {
-    fn start(args: &Args, config: &DapoConfig, tasks: Vec<Task>) -> anyhow::Result<Self> {
-        let device = swerl_model::device::resolve_device(&args.device)?;
-        let engine_config = EngineConfig {
-            max_batch: args.concurrency.max(1),
-            ..EngineConfig::default()
-        };
-        let (engine, state) =
-            server::load_model_dir(&args.model, device, engine_config, None, config.seed)
-                .with_context(|| format!("loading the policy from {}", args.model.display()))?;
-        let options = SweOptions {
-            grade: args.tasks.grade_options(),
-            ..SweOptions::default()
-        };
-        let factory = Arc::new(args.tasks.factory()?);
-        Ok(SweBackend {
-            swe: SweRollout::new(tasks, args.tasks.env_sources(), factory, options),
-            engine,
-            state,
-            run_config: run_config(args, config)?,
-            seed: config.seed,
-            episodes: args.out.join("episodes"),
-        })
-    }
-
-    /// Runs `g` episodes per task into `<episodes>/<name>.jsonl` (resuming what is there).
-    fn episodes(
-        &self,
-        name: &str,
-        stream: u64,
-        tasks: &[String],
-        g: usize,
-    ) -> Result<Rollouts, BackendError> {
-        std::fs::create_dir_all(&self.episodes)?;
-        let path = self.episodes.join(format!("{name}.jsonl"));
-        let (mut store, _) = TrajectoryStore::open(&path)?;
-        let jobs = jobs_for(tasks, g as u32);
-        let run_seed = SplitMix64::new(self.seed, stream).next_u64();
-        let (state, sampling) = (self.state.clone(), SamplingParams::rollout_default());
-        let make = move |job: &Job, _: &Task| {
-            let seed = EpisodeSeed::new(run_seed, job.task_id.clone(), u64::from(job.sample_index));
-            let p = EmbeddedPolicy::new(
-                state.engine.clone(),
-                state.chat.clone(),
-                sampling.clone(),
-                seed,
-                state.model_name.clone(),
-            );
-            Ok(DynPolicy(Box::new(p)))
-        };
-        let started = Instant::now();
-        self.swe
-            .run(&jobs, &self.run_config, &make, &mut store, &|_| {})?;
-        let trajectories = read_trajectories(&path)?;
-        Ok(split_wall_time(
-            trajectories,
-            started.elapsed().as_secs_f64(),
-        ))
-    }
-}
-
-impl RolloutBackend for SweBackend {
-    fn collect(
-        &mut self,
-        iteration: u64,
-        tasks: &[String],
-        g: usize,
-    ) -> Result<Rollouts, BackendError> {
-        self.episodes(&format!("iter-{iteration:06}"), iteration, tasks, g)
-    }
-
-    fn sync(&mut self, learner: &Learner, _checkpoint: &Path) -> Result<(), BackendError> {
-        let tensors = learner.model.vs.variables().into_iter().collect();
-        Ok(self.state.engine.load_named_tensors(tensors)?)
-    }
-
-    fn evaluate(&mut self, iteration: u64, tasks: &[String]) -> Result<Rollouts, BackendError> {
-        self.episodes(
-            &format!("eval-{iteration:06}"),
-            (1 << 63) | iteration,
-            tasks,
-            1,
-        )
-    }
-}
-
-/// Splits the collection's wall time into generation / environment / grading in proportion
-/// to the episodes' own (concurrent, hence overlapping) timings.
-fn split_wall_time(trajectories: Vec<Trajectory>, wall_s: f64) -> Rollouts {
-    let turns = || trajectories.iter().flat_map(|t| &t.turns);
-    let generation: f64 = turns().map(|t| t.timings.generate_s).sum();
-    let env: f64 = turns().map(|t| t.timings.env_s).sum();
-    let grading: f64 = trajectories.iter().map(|t| t.timings.grade_s).sum();
-    let total = (generation + env + grading).max(f64::MIN_POSITIVE);
-    // `+ 0.0`: an empty f64 sum is -0.0, which would print as a negative time.
-    Rollouts {
-        generation_s: wall_s * generation / total + 0.0,
-        env_s: wall_s * env / total + 0.0,
-        grading_s: wall_s * grading / total + 0.0,
-        trajectories,
-    }
-}
-
-fn run_config(args: &Args, config: &DapoConfig) -> anyhow::Result<RunConfig> {
-    let penalty = TurnPenalty::new(config.turn_threshold, config.max_turns)
-        .context("turn_threshold and max_turns of the config")?;
-    Ok(RunConfig {
-        concurrency: args.concurrency.max(1),
-        max_attempts: args.attempts.max(1),
-        limits: Limits {
-            max_turns: config.max_turns as usize,
-            max_context_tokens: config.max_context,
-            max_new_tokens: args.max_new_tokens,
-            wall_time: Duration::from_secs(args.episode_timeout),
-            ..Limits::default()
-        },
-        reward: LengthShaping::TurnPenalty(penalty),
-        versions: versions(args),
-    })
-}
-
 fn print_summary(rows: &[MetricsRow], out: &Path) {
     for r in rows {
         let v = |k: &str| r.values.get(k).copied().unwrap_or(f64::NAN);
@@ -330,6 +233,10 @@ mod tests {
     /// A random tiny Qwen2 whose vocabulary is exactly the fixture tokenizer's, with room for
     /// the bundled tasks' prompts.
     fn tiny_policy_dir(dir: &Path) -> PathBuf {
+        tiny_model_dir(dir, "model", 3)
+    }
+
+    fn tiny_model_dir(dir: &Path, name: &str, seed: i64) -> PathBuf {
         let tok = fixture("../model/tests/fixtures/tokenizer");
         let chat = swerl_model::chat::ChatTokenizer::from_dir(&tok).unwrap();
         let config = swerl_model::config::Qwen2Config {
@@ -337,15 +244,25 @@ mod tests {
             max_position_embeddings: 8192,
             ..swerl_model::config::Qwen2Config::tiny()
         };
-        tch::manual_seed(3);
+        tch::manual_seed(seed);
         let model = swerl_model::qwen2::Qwen2::new(config, tch::Device::Cpu, tch::Kind::Float);
-        let out = dir.join("model");
+        let out = dir.join(name);
         swerl_model::weights::save_model(&model, &out, 1 << 30).unwrap();
         swerl_train::rft::copy_tokenizer_files(&tok, &out).unwrap();
         out
     }
 
     fn train(dir: &Path, model: &Path, iterations: u64, resume: bool) -> anyhow::Result<ExitCode> {
+        train_with(dir, model, iterations, resume, &[])
+    }
+
+    fn train_with(
+        dir: &Path,
+        model: &Path,
+        iterations: u64,
+        resume: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<ExitCode> {
         let config = dir.join(format!("config-{iterations}.json"));
         let json = serde_json::json!({
             "iterations": iterations, "problems_per_iteration": 1, "group_size": 2,
@@ -377,7 +294,88 @@ mod tests {
         if resume {
             argv.push("--resume");
         }
+        argv.extend(extra);
         run(Cli::parse_from(argv).args)
+    }
+
+    fn variables(engine: &swerl_policy::EngineHandle) -> BTreeMap<String, tch::Tensor> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        engine
+            .update_weights(Box::new(move |m| {
+                let vars: BTreeMap<String, tch::Tensor> =
+                    m.vs.variables()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.copy()))
+                        .collect();
+                tx.send(vars).map_err(|e| e.to_string())
+            }))
+            .unwrap();
+        rx.recv().unwrap()
+    }
+
+    /// `swerl train --policy http:...` against an in-process `swerl serve` that starts from
+    /// other weights than the trainer: after one iteration the server holds exactly the
+    /// weights of the trainer's checkpoint (loaded through `/update_weights_from_disk`).
+    #[test]
+    fn train_with_an_http_policy_reloads_the_servers_weights() {
+        if let Err(e) = swerl_sandbox::LocalFactory::new() {
+            eprintln!("SKIPPED: local sandbox unavailable here: {e}");
+            return;
+        }
+        use swerl_policy::server;
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_policy_dir(dir.path());
+        let served = tiny_model_dir(dir.path(), "served", 4);
+        let (engine, state) = server::load_model_dir(
+            &served,
+            tch::Device::Cpu,
+            swerl_policy::EngineConfig::default(),
+            Some("tiny".into()),
+            0,
+        )
+        .unwrap();
+        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let running = server::spawn(server::router(state.clone()), addr, 2).unwrap();
+        let before = variables(&state.engine);
+        let policy = format!("http:{}", running.url());
+        train_with(
+            dir.path(),
+            &model,
+            1,
+            false,
+            &["--policy", &policy, "--model-name", "tiny"],
+        )
+        .unwrap();
+        assert_eq!(
+            state.engine.stats().weight_version,
+            2,
+            "one reload (+ our read)"
+        );
+        let run = dir.path().join("run");
+        let episodes = std::fs::read_to_string(run.join("episodes/iter-000000.jsonl")).unwrap();
+        assert!(episodes.contains(r#""backend":"http""#), "{episodes}");
+        assert!(
+            state.engine.stats().requests > 0,
+            "episodes sampled from the server"
+        );
+        let trained = swerl_model::weights::load_model(
+            &run.join("checkpoints/iter-000001/model"),
+            tch::Device::Cpu,
+            None,
+        )
+        .unwrap();
+        let after = variables(&state.engine);
+        let mut differed = false;
+        for (name, t) in trained.vs.variables() {
+            assert!(
+                after[&name].equal(&t),
+                "{name}: the server's weights are the checkpoint's"
+            );
+            differed |= !before[&name].equal(&t);
+        }
+        assert!(differed, "the server started from other weights");
+        drop(running);
+        engine.shutdown();
     }
 
     /// Real episodes in sandboxes through the whole loop, then a resume; where the local
@@ -426,7 +424,7 @@ mod tests {
 
     #[test]
     fn wall_time_is_split_in_proportion() {
-        let r = split_wall_time(Vec::new(), 10.0);
+        let r = backend::split_wall_time(Vec::new(), 10.0);
         assert_eq!((r.generation_s, r.env_s, r.grading_s), (0.0, 0.0, 0.0));
         assert!(r.generation_s.is_sign_positive());
     }
