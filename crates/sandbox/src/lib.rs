@@ -50,6 +50,14 @@
 //!   the exported variables of the last completed command (`export -p` is saved after each
 //!   command). A shell that exits (`exit`, `kill -9 $$`) is restarted the same way. Shell
 //!   functions, aliases and unexported variables do not survive a restart.
+//! - **Startup**: a new shell's first command is a readiness handshake. A launch that dies
+//!   (mount or bubblewrap failing) is reported at once with its exit status and output; one
+//!   that is alive but silent past `Limits::start_timeout` (default 300 s) is killed and
+//!   reported with its process tree (state and kernel wait channel of each process). Every
+//!   launch does ~40 mount calls under the kernel's one system-wide mount lock, so at most
+//!   [`LocalFactory::with_launch_concurrency`] launches (default two per core) run at once
+//!   and the rest wait their turn outside the deadline: 256 unbounded launches on 2 cores
+//!   queued on that lock for up to 87 s.
 //! - **Teardown and crashes**: teardown (also on drop) kills the sandbox, checks that no
 //!   process of its uid survives, and removes its scratch dir. [`LocalFactory::new`] sweeps
 //!   scratch dirs (`<tmp>/swerl-sbx-<uid>`) whose owner process is dead, killing any process
@@ -61,6 +69,7 @@ use std::time::Duration;
 
 pub mod bench;
 mod files;
+mod gate;
 mod host;
 mod launch;
 mod local;
@@ -91,6 +100,11 @@ pub struct Limits {
     /// Wall-clock limit per command when the caller gives none.
     #[serde(with = "secs")]
     pub command_timeout: Duration,
+    /// How long a new shell may take to answer its first command (namespaces, mounts, bash)
+    /// before the sandbox counts as not started. Generous: under load a healthy launch is
+    /// slow, not dead, and a launch that dies is reported at once whatever this says.
+    #[serde(with = "secs")]
+    pub start_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -102,6 +116,7 @@ impl Default for Limits {
             cpu_seconds: 600,
             output_bytes: 100_000,
             command_timeout: Duration::from_secs(120),
+            start_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The local bubblewrap backend: [`LocalFactory`] and [`LocalSandbox`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::gate::LaunchGate;
 use crate::launch::{HostTools, LaunchPlan, STATE_FILE};
 use crate::protocol::restore_command;
 use crate::scratch::{io_err, kill_uid, pids_of_uid, sweep, Scratch};
-use crate::shell::{pid_namespace_init, KillMode, RunEnd, RunResult, Shell};
+use crate::shell::{pid_namespace_init, KillMode, RunEnd, RunResult, Shell, Startup};
 use crate::{files, ExecOutput, Sandbox, SandboxError, SandboxFactory, SandboxSpec};
 
 /// Makes bubblewrap sandboxes on this machine (needs root, bwrap, util-linux).
@@ -14,6 +16,8 @@ use crate::{files, ExecOutput, Sandbox, SandboxError, SandboxFactory, SandboxSpe
 pub struct LocalFactory {
     tools: HostTools,
     scratch_root: PathBuf,
+    /// Shared by every sandbox of this factory (and its clones), restarts included.
+    gate: Arc<LaunchGate>,
 }
 
 impl LocalFactory {
@@ -39,7 +43,21 @@ impl LocalFactory {
         Ok(LocalFactory {
             tools,
             scratch_root: root,
+            gate: Arc::new(LaunchGate::new(LaunchGate::default_capacity())),
         })
+    }
+
+    /// At most `n` (at least 1) shells of this factory's sandboxes are launched at once; the
+    /// others wait their turn, and that wait does not count against `Limits::start_timeout`.
+    /// The default is two per core. See `gate` for why launches are bounded at all.
+    pub fn with_launch_concurrency(mut self, n: usize) -> LocalFactory {
+        self.gate = Arc::new(LaunchGate::new(n));
+        self
+    }
+
+    /// How many shells may be launched at once.
+    pub fn launch_concurrency(&self) -> usize {
+        self.gate.capacity()
     }
 
     /// Creates a sandbox and returns the concrete type (tests and benchmarks inspect it).
@@ -63,6 +81,7 @@ impl LocalFactory {
         let scratch = Scratch::allocate(&self.scratch_root)?;
         let mut sandbox = LocalSandbox {
             tools: self.tools.clone(),
+            gate: self.gate.clone(),
             scratch,
             spec: SandboxSpec {
                 env_source,
@@ -90,6 +109,7 @@ impl SandboxFactory for LocalFactory {
 #[derive(Debug)]
 pub struct LocalSandbox {
     tools: HostTools,
+    gate: Arc<LaunchGate>,
     scratch: Scratch,
     spec: SandboxSpec,
     shell: Option<Shell>,
@@ -123,23 +143,35 @@ impl LocalSandbox {
             limits: &self.spec.limits,
             env: &self.spec.env,
         };
-        let mut shell = Shell::spawn(plan.command()?, KillMode::PidNamespace)
-            .map_err(|e| SandboxError::ShellLost(format!("spawning the sandbox failed: {e}")))?;
+        let command = plan.command()?;
         let restore = restore_command(STATE_FILE, &self.cwd, &self.spec.workdir);
-        let result = shell
-            .run(&restore, Duration::from_secs(30), 8192, STATE_FILE)
+        let queued = Instant::now();
+        let permit = self.gate.enter();
+        let started = Instant::now();
+        let mut shell = Shell::spawn(command, KillMode::PidNamespace)
+            .map_err(|e| SandboxError::ShellLost(format!("spawning the sandbox failed: {e}")))?;
+        let startup = shell
+            .handshake(&restore, self.spec.limits.start_timeout, STATE_FILE)
             .map_err(|e| {
                 SandboxError::ShellLost(format!("the new shell did not accept input: {e}"))
             })?;
-        match result.end {
-            RunEnd::Completed { cwd, .. } => {
+        drop(permit);
+        let took = started.elapsed().as_secs_f64();
+        let queued = (started - queued).as_secs_f64();
+        match startup {
+            Startup::Ready { cwd } => {
                 self.cwd = cwd;
                 self.shell = Some(shell);
                 Ok(())
             }
-            _ => Err(SandboxError::ShellLost(format!(
-                "the sandbox shell did not start: {}",
-                result.output.text.trim()
+            Startup::Exited { status, output } => Err(SandboxError::ShellLost(format!(
+                "the sandbox shell did not start: the launch exited ({status}) after {took:.2} s; its output: {}",
+                quote_output(&output)
+            ))),
+            Startup::NoAnswer { tree, output } => Err(SandboxError::ShellLost(format!(
+                "the sandbox shell did not start: no answer within the start timeout ({} s; launched after {queued:.2} s in the launch queue); processes: {tree}; output: {}",
+                format_secs(self.spec.limits.start_timeout),
+                quote_output(&output)
             ))),
         }
     }
@@ -345,6 +377,16 @@ impl Drop for LocalSandbox {
         if let Err(e) = self.teardown() {
             tracing::warn!(error = %e, dir = %self.scratch.dir.display(), "sandbox teardown on drop failed");
         }
+    }
+}
+
+/// A launch's output for an error message: trimmed, `(none)` when empty.
+fn quote_output(output: &str) -> String {
+    let trimmed = output.trim();
+    if trimmed.is_empty() {
+        "(none)".to_string()
+    } else {
+        format!("`{trimmed}`")
     }
 }
 

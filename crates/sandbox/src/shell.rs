@@ -43,6 +43,19 @@ pub(crate) enum RunEnd {
     ShellExited,
 }
 
+/// How a new shell's readiness handshake (its first command) ended.
+#[derive(Debug)]
+pub(crate) enum Startup {
+    /// The shell ran the command and answered; `cwd` is where it is now.
+    Ready { cwd: String },
+    /// The spawned process exited (or closed its output) before answering: `status` is its
+    /// exit status, `output` what it (mount, bubblewrap, the shell) printed.
+    Exited { status: String, output: String },
+    /// Still running but no answer by the deadline: `tree` is where the launch stood (each
+    /// process with its state and kernel wait channel). The shell has been killed.
+    NoAnswer { tree: String, output: String },
+}
+
 /// Output and ending of one command.
 #[derive(Debug)]
 pub(crate) struct RunResult {
@@ -124,6 +137,71 @@ impl Shell {
             output: out.finish(),
             end,
         })
+    }
+
+    /// Runs a new shell's first command and says whether the shell is ready, dead (with its
+    /// exit status and output) or silent past `timeout` (with a description of where its
+    /// processes are stuck; it is then killed). `Err` only when the command could not be
+    /// written at all.
+    pub fn handshake(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        state_file: &str,
+    ) -> std::io::Result<Startup> {
+        let started = Instant::now();
+        let nonce = Nonce::random()?;
+        let mut out = OutputCap::new(8192);
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("shell stdin already closed"))?;
+        stdin.write_all(frame_command(&nonce, command, state_file).as_bytes())?;
+        stdin.flush()?;
+        let mut scanner = MarkerScanner::new(&nonce);
+        let end = self.read_until_marker(&mut scanner, &mut out, started + timeout)?;
+        if !matches!(end, RunEnd::Completed { .. }) {
+            scanner.flush(&mut |b| out.feed(b));
+        }
+        Ok(match end {
+            RunEnd::Completed { cwd, .. } => Startup::Ready { cwd },
+            RunEnd::ShellExited => {
+                let status = self.exit_status(Duration::from_secs(5));
+                Startup::Exited {
+                    status,
+                    output: out.finish().text,
+                }
+            }
+            RunEnd::TimedOut => {
+                let tree = process_tree(self.child.id());
+                self.kill_and_wait();
+                self.drain_after_kill(&mut out, Duration::from_millis(200));
+                Startup::NoAnswer {
+                    tree,
+                    output: out.finish().text,
+                }
+            }
+        })
+    }
+
+    /// The spawned process's exit status in words, waiting up to `within` for it to exit.
+    fn exit_status(&mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Ok(None) => {
+                    return format!(
+                        "still running {} s after closing its output",
+                        within.as_secs()
+                    )
+                }
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
     }
 
     fn read_until_marker(
@@ -256,6 +334,43 @@ pub(crate) fn pid_namespace_init(monitor: u32) -> Option<u32> {
     let children =
         std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
+}
+
+/// `root` and its descendants, depth first, as `pid comm state wchan` joined by ` > ` (a
+/// child) and `, ` (a sibling's subtree): where a launch that does not answer is stuck.
+pub(crate) fn process_tree(root: u32) -> String {
+    fn describe(pid: u32, depth: usize, out: &mut Vec<String>) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let comm = match (stat.find('('), stat.rfind(')')) {
+            (Some(a), Some(b)) if a < b => &stat[a + 1..b],
+            _ => "?",
+        };
+        let state = stat
+            .rfind(')')
+            .and_then(|b| stat[b + 1..].split_whitespace().next())
+            .unwrap_or("gone");
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let wchan = if wchan.is_empty() || wchan == "0" {
+            String::new()
+        } else {
+            format!(" in {wchan}")
+        };
+        out.push(format!("{pid} {comm} {state}{wchan}"));
+        if depth >= 16 {
+            return;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for (i, child) in children.split_whitespace().enumerate() {
+            if let Ok(child) = child.parse() {
+                out.push(if i == 0 { " > " } else { ", " }.to_string());
+                describe(child, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    describe(root, 0, &mut out);
+    out.concat()
 }
 
 fn read_retrying(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -553,3 +553,81 @@ fn caller_environment_reaches_the_shell() {
         "bar baz|/tmp|/usr/local/bin:/usr/bin:/bin\nswerl\n"
     );
 }
+
+/// Regression (issue 4): with 256 episodes starting at once, launches queued on the kernel's
+/// system-wide mount lock for over 30 s and were killed by a fixed 30 s startup deadline as
+/// "sandbox shell did not start". Now at most `launch_concurrency` launches run at once, the
+/// rest wait outside the deadline: many simultaneous starts through a one-slot-per-core gate,
+/// with a start timeout far below the default, must all get a working shell.
+#[test]
+fn shell_did_not_start_under_many_concurrent_launches() {
+    let fx = fixture();
+    let factory = LocalFactory::new().unwrap().with_launch_concurrency(2);
+    assert_eq!(factory.launch_concurrency(), 2);
+    let limits = Limits {
+        start_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for i in 0..128 {
+            let (factory, spec, failures) = (&factory, spec(&fx, limits.clone()), &failures);
+            s.spawn(move || {
+                let result = factory.create_local(&spec).and_then(|mut sb| {
+                    let r = sb.exec(&format!("echo {i}"), None)?;
+                    sb.teardown()?;
+                    Ok(r.output)
+                });
+                match result {
+                    Ok(out) if out == format!("{i}\n") => {}
+                    other => failures.lock().unwrap().push(format!("#{i}: {other:?}")),
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+}
+
+/// A launch that is alive but does not answer within the start timeout is reported with
+/// where its processes stood (here: the restarted shell is stuck in a `sleep` planted in its
+/// saved state), not as a bare "did not start".
+#[test]
+fn silent_shell_start_reports_where_it_is_stuck() {
+    let fx = fixture();
+    let limits = Limits {
+        start_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let mut sb = sandbox(&fx, limits);
+    // Dies before the epilogue saves `export -p`, so the next shell sources this file.
+    let err = sb
+        .exec("echo 'sleep 600' > /run/swerl/env; kill -9 $$", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no answer within the start timeout (1 s"),
+        "{err}"
+    );
+    assert!(err.contains(" sleep "), "{err}");
+    sb.teardown().unwrap();
+}
+
+/// A launch that dies is reported at once with its exit status and what it printed.
+#[test]
+fn dead_shell_start_reports_status_and_output() {
+    let fx = fixture();
+    let mut sb = sandbox(&fx, Limits::default());
+    // Without its upper dir the overlay mount of the restarted shell fails.
+    std::fs::remove_dir_all(sb.scratch_dir().join("upper")).unwrap();
+    let started = Instant::now();
+    let err = sb.exec("kill -9 $$", None).unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+    assert!(err.contains("the launch exited (exit status: "), "{err}");
+    assert!(err.contains("mount"), "{err}");
+    sb.teardown().unwrap();
+}
