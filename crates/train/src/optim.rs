@@ -80,18 +80,28 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                // In place, as torch.optim.AdamW's single-tensor path: a few passes over each
+                // parameter and two temporaries, instead of a fresh tensor per operation.
                 let g = g.to_kind(Kind::Float);
-                let mut p32 = p.to_kind(Kind::Float);
+                let f32_param = p.kind() == Kind::Float;
+                let mut p32 = if f32_param {
+                    p.shallow_clone()
+                } else {
+                    p.to_kind(Kind::Float)
+                };
                 let _ = p32.g_mul_scalar_(1.0 - lr * c.weight_decay);
-                let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
-                let _ = v
-                    .g_mul_scalar_(c.beta2)
-                    .g_add_(&(g.square() * (1.0 - c.beta2)));
-                let denom = (&*v / bias2).sqrt() + c.eps;
-                let update = (&*m / bias1) / denom * lr;
-                let _ = p32.g_sub_(&update);
-                let mut p = p.shallow_clone();
-                p.copy_(&p32);
+                let _ = m.lerp_(&g, 1.0 - c.beta1);
+                let _ = v.lerp_(&(&g * &g), 1.0 - c.beta2);
+                // p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps)
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bias2.sqrt());
+                let _ = denom.g_add_scalar_(c.eps);
+                let _ = denom.g_mul_scalar_(-bias1 / lr);
+                let _ = p32.addcdiv_(m, &denom);
+                if !f32_param {
+                    let mut p = p.shallow_clone();
+                    p.copy_(&p32);
+                }
             }
         });
     }
@@ -150,10 +160,13 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let total: f64 = grads
         .iter()
         .map(|g| {
-            g.to_kind(Kind::Double)
-                .square()
-                .sum(Kind::Double)
-                .double_value(&[])
+            // One reduction per gradient, without a converted copy of it.
+            let norm = if g.kind() == Kind::Float {
+                g.norm()
+            } else {
+                g.to_kind(Kind::Float).norm()
+            };
+            norm.double_value(&[]).powi(2)
         })
         .sum::<f64>()
         .sqrt();
