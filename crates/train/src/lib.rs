@@ -9,6 +9,7 @@
 //! [`data`], [`batch`], [`optim`], [`schedule`] and [`checkpoint`].
 
 pub mod batch;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod dapo;

@@ -3,6 +3,8 @@
 //! that every number in that file can be reproduced. Figures are always reported next to the
 //! naive alternative measured in the same run (ratios), never against a remembered number.
 
+mod train;
+
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +70,30 @@ enum Which {
         #[arg(long, default_value_t = 16_384)]
         memory_vocab: i64,
     },
+    /// Action tokens/s of one DAPO policy step (forward, chunked log-probs, clipped loss,
+    /// backward, AdamW) on a fixed synthetic batch, ours vs the same step in PyTorch eager,
+    /// alternating rounds in one run; with --run, the share of a `swerl train` run's
+    /// iteration time that is neither rollouts nor training. Needs scripts/setup-reference.
+    Train {
+        /// CPU threads for both sides.
+        #[arg(long, default_value_t = 1)]
+        threads: i32,
+        /// Alternating rounds (medians are reported); 0 skips the comparison.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Timed steps per round (after one warm-up step).
+        #[arg(long, default_value_t = 2)]
+        iters: usize,
+        /// Token lengths of the batch's sequences.
+        #[arg(long, value_delimiter = ',', default_value = "256,224,192,160")]
+        lens: Vec<usize>,
+        /// Python of the reference venv (torch + transformers).
+        #[arg(long, default_value = ".venv-ref/bin/python")]
+        python: String,
+        /// A `swerl train` run directory: report its iterations' overhead share.
+        #[arg(long, value_name = "DIR")]
+        run: Option<PathBuf>,
+    },
     /// Episode start and command round trip of the container backend (podman's Docker API)
     /// vs the local bubblewrap backend, same run. Needs scripts/setup-containers.
     Container {
@@ -124,6 +150,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "container",
                 format!("```\n{}```\n", swerl_container::bench::render(&figures)),
             )
+        }
+        Which::Train {
+            threads,
+            rounds,
+            iters,
+            lens,
+            python,
+            run,
+        } => {
+            anyhow::ensure!(
+                lens.iter().all(|&n| n >= 2),
+                "--lens: every sequence needs at least 2 tokens"
+            );
+            let b = train::TrainBench {
+                threads,
+                rounds,
+                iters: iters.max(1),
+                lens,
+                python,
+            };
+            // The overhead alone gets a section of its own so it does not replace the speed table.
+            let name = if rounds == 0 {
+                "train-overhead"
+            } else {
+                "train"
+            };
+            (name, train::bench_train(&b, run.as_deref())?)
         }
         Which::Rollout { episodes, tasks } => ("rollout", bench_rollout(episodes, &tasks)?),
         Which::Http {
