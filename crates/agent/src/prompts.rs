@@ -3,7 +3,8 @@
 
 use crate::FormatError;
 
-/// The system prompt: tools and their syntax, the response format, the rules, advice.
+/// The system prompt with SWE-agent's 100-line file window: tools and their syntax, the
+/// response format, the rules, advice. [`system_prompt`] gives it for other window sizes.
 pub const SYSTEM_PROMPT: &str = r#"You are an autonomous software engineer working in a shell inside a code repository. Your job is to resolve the issue you are given by editing the repository's source code.
 
 TOOLS
@@ -45,6 +46,22 @@ ADVICE
 - Then find the cause and fix it in the source code, keeping the change minimal.
 - Rerun your script to confirm the fix, and think about edge cases.
 "#;
+
+/// The file window's size as [`SYSTEM_PROMPT`] states it.
+pub const DEFAULT_WINDOW_LINES: usize = 100;
+
+/// The system prompt for an environment whose file window shows `window_lines` lines (the
+/// prompt must say what the tools really do).
+pub fn system_prompt(window_lines: usize) -> String {
+    if window_lines == DEFAULT_WINDOW_LINES {
+        return SYSTEM_PROMPT.to_string();
+    }
+    SYSTEM_PROMPT.replacen(
+        "in a window of 100 lines",
+        &format!("in a window of {window_lines} lines"),
+        1,
+    )
+}
 
 /// The first user message: the issue and what to do with it.
 pub fn issue_message(problem_statement: &str) -> String {
@@ -124,5 +141,14 @@ mod tests {
         assert!(format_error_observation(FormatError::NoCommand).starts_with("No command found"));
         let multiple = format_error_observation(FormatError::MultipleCommands);
         assert!(multiple.starts_with("Multiple commands found"));
+    }
+
+    #[test]
+    fn system_prompt_states_the_window_size() {
+        assert_eq!(system_prompt(DEFAULT_WINDOW_LINES), SYSTEM_PROMPT);
+        let p = system_prompt(30);
+        assert!(p.contains("in a window of 30 lines"), "{p}");
+        assert!(!p.contains("100 lines"));
+        assert_eq!(p.len(), SYSTEM_PROMPT.len() - 1);
     }
 }

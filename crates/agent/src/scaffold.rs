@@ -4,7 +4,7 @@
 //! an explicit status and are never turned into a reward here or anywhere downstream.
 
 use crate::parse::parse_action;
-use crate::prompts::{format_error_observation, issue_message, SYSTEM_PROMPT};
+use crate::prompts::{format_error_observation, issue_message};
 use crate::tape::Tape;
 use crate::{Environment, Generation, Policy};
 use std::time::{Duration, Instant};
@@ -88,14 +88,16 @@ where
     let start = Instant::now();
     let mut tape = Tape::default();
     let mut turns = Vec::new();
-    let (status, error) =
-        match policy.prompt(SYSTEM_PROMPT, &issue_message(&env.problem_statement())) {
-            Ok(prompt) => {
-                tape.push_context(&prompt);
-                run_turns(policy, env, limits, start, &mut tape, &mut turns)
-            }
-            Err(e) => (EpisodeStatus::PolicyError, Some(e.to_string())),
-        };
+    let (status, error) = match policy.prompt(
+        &env.system_prompt(),
+        &issue_message(&env.problem_statement()),
+    ) {
+        Ok(prompt) => {
+            tape.push_context(&prompt);
+            run_turns(policy, env, limits, start, &mut tape, &mut turns)
+        }
+        Err(e) => (EpisodeStatus::PolicyError, Some(e.to_string())),
+    };
     let (status, error, final_patch) = take_final_patch(env, status, error);
     tape.into_episode(
         policy.describe(),

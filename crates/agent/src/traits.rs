@@ -74,4 +74,9 @@ pub trait Environment {
     fn step(&mut self, command: &str) -> Result<Step, EnvFailure>;
     /// The current patch: `git diff` of the working tree.
     fn diff(&mut self) -> Result<String, EnvFailure>;
+    /// The system prompt describing this environment's tools (the default states the
+    /// 100-line file window of SWE-agent).
+    fn system_prompt(&self) -> String {
+        crate::prompts::SYSTEM_PROMPT.to_string()
+    }
 }

@@ -222,6 +222,10 @@ impl Environment for SweEnv {
     fn diff(&mut self) -> Result<String, EnvFailure> {
         self.episode.diff()
     }
+
+    fn system_prompt(&self) -> String {
+        swerl_agent::prompts::system_prompt(self.episode.aci().config().window_lines)
+    }
 }
 
 /// The scripted policy of a task: replays its `demo_commands` (the bundled tasks carry

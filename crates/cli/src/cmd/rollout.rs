@@ -18,8 +18,8 @@ use swerl_policy::{
     server, EmbeddedPolicy, Engine, EngineConfig, EpisodeSeed, HttpBackend, HttpConfig, HttpPolicy,
 };
 use swerl_rollout::{
-    jobs_for, scripted_policy, DynPolicy, Job, LengthShaping, Progress, RunConfig, SweOptions,
-    SweRollout, TrajectoryStore, TurnPenalty,
+    jobs_for, scripted_policy, DynPolicy, Job, LengthShaping, Progress, RunConfig, SweRollout,
+    TrajectoryStore, TurnPenalty,
 };
 
 /// The store inside a run directory.
@@ -113,10 +113,7 @@ pub fn execute(args: &RunArgs, samples: u32) -> anyhow::Result<Progress> {
     let ids: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
     let jobs = jobs_for(&ids, samples);
     let factory = Arc::new(args.tasks.factory()?);
-    let options = SweOptions {
-        grade: args.tasks.grade_options(),
-        ..SweOptions::default()
-    };
+    let options = args.tasks.swe_options();
     let swe = SweRollout::new(tasks, args.tasks.env_sources(), factory, options);
     let path = args.out.join(TRAJECTORIES);
     let (mut store, report) = TrajectoryStore::open(&path)?;
@@ -198,6 +195,7 @@ fn write_config(
         "max_turns": config.limits.max_turns,
         "max_context_tokens": config.limits.max_context_tokens,
         "max_new_tokens": config.limits.max_new_tokens,
+        "window_lines": args.tasks.window_lines,
         "reward": config.reward,
     });
     let path = args.out.join(CONFIG);

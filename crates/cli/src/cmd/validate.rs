@@ -60,6 +60,10 @@ pub struct TaskArgs {
     /// bundled tasks) instead of using the repository the image carries (SWE-bench images).
     #[arg(long)]
     pub copy_repo: bool,
+    /// Lines the agent's file window shows (`open`, `goto`, after `edit`; SWE-agent: 100).
+    /// The system prompt states it. Used by agent episodes (rollout, eval, train), not grading.
+    #[arg(long, value_name = "LINES", default_value_t = swerl_agent::prompts::DEFAULT_WINDOW_LINES)]
+    pub window_lines: usize,
 }
 
 /// Which sandbox backend runs the tests.
@@ -93,6 +97,16 @@ impl TaskArgs {
             }
         }
         Ok(tasks)
+    }
+
+    /// How agent episodes are set up: the grader's options and the ACI's file window.
+    pub fn swe_options(&self) -> swerl_rollout::SweOptions {
+        let mut options = swerl_rollout::SweOptions {
+            grade: self.grade_options(),
+            ..swerl_rollout::SweOptions::default()
+        };
+        options.aci.window_lines = self.window_lines.max(1);
+        options
     }
 
     pub fn env_sources(&self) -> EnvSources {

@@ -10,7 +10,7 @@ use swerl_agent::Limits;
 use swerl_env::task::Task;
 use swerl_policy::EpisodeSeed;
 use swerl_rollout::{
-    jobs_for, read_trajectories, DynPolicy, Job, LengthShaping, RunConfig, SweOptions, SweRollout,
+    jobs_for, read_trajectories, DynPolicy, Job, LengthShaping, RunConfig, SweRollout,
     TrajectoryStore, TurnPenalty,
 };
 use swerl_train::config::DapoConfig;
@@ -49,10 +49,7 @@ impl SweBackend {
         tasks: Vec<Task>,
         sampler: Box<dyn Sampler>,
     ) -> anyhow::Result<Self> {
-        let options = SweOptions {
-            grade: args.tasks.grade_options(),
-            ..SweOptions::default()
-        };
+        let options = args.tasks.swe_options();
         let factory = std::sync::Arc::new(args.tasks.factory()?);
         Ok(SweBackend {
             swe: SweRollout::new(tasks, args.tasks.env_sources(), factory, options),
