@@ -29,6 +29,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole pipeline in miniature on the embedded default: base model -> RFT -> DAPO
+    /// stage 1 -> DAPO stage 2, evaluated after each; Table 1 and an HTML report.
+    Demo(cmd::demo::Args),
     /// Check tasks: test patch alone fails FAIL_TO_PASS, gold patch resolves, empty patch does not.
     Validate(cmd::validate::Args),
     /// Grade SWE-bench prediction files (instance_id, model_name_or_path, model_patch).
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Grade(args) => cmd::grade::run(args),
         Command::Model(args) => cmd::model::run(args),

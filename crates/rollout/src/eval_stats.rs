@@ -10,7 +10,7 @@
 //! Infrastructure failures (env/policy errors, grader errors) are excluded from every rate
 //! and counted separately: they say nothing about the policy.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use swerl_trajectory::{EpisodeStatus, Trajectory};
 
@@ -40,7 +40,7 @@ impl From<&Trajectory> for EpisodeOutcome {
 }
 
 /// The evaluation summary (also written as the JSON summary).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalSummary {
     pub tasks: usize,
     pub runs: usize,
@@ -58,7 +58,7 @@ pub struct EvalSummary {
 }
 
 /// Pass@k over the tasks that have at least k valid samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PassAtK {
     pub k: usize,
     pub value: f64,
@@ -68,7 +68,7 @@ pub struct PassAtK {
 }
 
 /// One run's resolve rate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRow {
     pub run: u32,
     pub episodes: usize,
@@ -77,7 +77,7 @@ pub struct RunRow {
 }
 
 /// One task's line of the table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRow {
     pub task_id: String,
     /// Valid samples (infrastructure failures excluded).

@@ -1,0 +1,587 @@
+//! `swerl demo`: the paper's whole pipeline in miniature, one command, on the embedded
+//! default (bundled tasks, local sandbox, in-process model):
+//!
+//! 1. a tokenizer trained on the bundled corpus and a small random Qwen2 with it;
+//! 2. the starting model: that model supervised on scripted demonstrations of the train
+//!    split (no pretrained instruct model can be downloaded here, so we make a stand-in);
+//! 3. base evaluation -> RFT (sample, keep resolved, fine-tune) -> evaluation -> DAPO stage 1
+//!    -> evaluation -> DAPO stage 2 (longer context, more turns, pool filter) -> final
+//!    evaluation, each evaluation on the train and the held-out split apart;
+//! 4. Table 1 for our model, plots and one HTML report.
+//!
+//! Every stage is a real swerl command (`rollout`, `rft`, `train`, `eval`) run with the
+//! arguments the plan gives it, into its own folder of the run. A stage that finished writes
+//! `<stage>/stage.json` (atomically, last); rerunning the demo skips finished stages and
+//! resumes the unfinished one (rollouts skip stored episodes, DAPO resumes from its newest
+//! checkpoint, the rest restart).
+
+mod corpus;
+mod plan;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use swerl_env::task::Task;
+use swerl_rollout::{read_trajectories, summarize, EpisodeOutcome, EvalSummary};
+
+use super::rollout::{execute, RunArgs, TRAJECTORIES};
+use plan::{DemoPlan, EvalPlan, SftPlan};
+
+/// The bundled task file, relative to the working directory (the repository root).
+const BUNDLED_TASKS: &str = "tasks/bundled/tasks.jsonl";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run folder: every stage's outputs, report.html, table.md.
+    #[arg(long, value_name = "DIR", default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// The quick preset: two train tasks, one held-out task, a smaller model (under 3
+    /// minutes on 2 cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Task file with `split` (train / heldout) and `demo_commands` fields
+    /// [default: tasks/bundled/tasks.jsonl of this checkout].
+    #[arg(long, value_name = "FILE")]
+    pub tasks: Option<PathBuf>,
+    /// Seed of every random draw (initialisation, shuffles, sampling).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// What a finished stage leaves in `<stage>/stage.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StageDone {
+    seconds: f64,
+    /// The model this stage produced (or passed on), for the stages after it.
+    model: Option<PathBuf>,
+    note: Option<String>,
+}
+
+/// One demo run: its plan, folder and tasks.
+struct Demo {
+    plan: DemoPlan,
+    out: PathBuf,
+    tasks_file: PathBuf,
+    device: String,
+    /// Instance id -> split, of the selected tasks.
+    splits: BTreeMap<String, String>,
+    tasks: Vec<Task>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let plan = if args.quick {
+        DemoPlan::quick_preset(args.seed)
+    } else {
+        DemoPlan::default_preset(args.seed)
+    };
+    let started = Instant::now();
+    let demo = Demo::open(&args, plan)?;
+    let init = demo.stage("tokenizer-and-init", |d| d.make_initial_model())?;
+    let demos = demo.stage("demonstrations", |d| d.demonstrations(&init))?;
+    let base = demo.stage("pretrain", |d| d.pretrain(&init, &demos))?;
+    demo.stage("eval-base", |d| {
+        d.evaluate("eval-base", &base, &d.plan.eval)
+    })?;
+    let samples = demo.stage("rft-samples", |d| d.rft_samples(&base))?;
+    let rft = demo.stage("rft", |d| d.rft(&base, &samples))?;
+    demo.stage("eval-rft", |d| d.evaluate("eval-rft", &rft, &d.plan.eval))?;
+    let stage1 = demo.stage("dapo-stage1", |d| d.dapo("dapo-stage1", 1, &rft, None))?;
+    demo.stage("eval-stage1", |d| {
+        d.evaluate("eval-stage1", &stage1, &d.plan.eval)
+    })?;
+    let pool = demo.out.join("dapo-stage1/episodes");
+    let stage2 = demo.stage("dapo-stage2", |d| {
+        d.dapo("dapo-stage2", 2, &stage1, Some(&pool))
+    })?;
+    demo.stage("eval-stage2", |d| {
+        d.evaluate("eval-stage2", &stage2, &d.plan.stage2_eval)
+    })?;
+    let written = report::write(&demo, started.elapsed().as_secs_f64())?;
+    println!("{}", written.table);
+    println!(
+        "report: {} (table: {}; {} tasks improved)",
+        written.html.display(),
+        written.markdown.display(),
+        written.improved
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Demo {
+    /// Creates the run folder and records the plan; a folder made with another plan is
+    /// refused (its stages would not fit together).
+    fn open(args: &Args, plan: DemoPlan) -> anyhow::Result<Demo> {
+        let tasks_file = tasks_file(args.tasks.as_deref())?;
+        let tasks = load_selected(&tasks_file, &plan)?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating the run folder {}", args.out.display()))?;
+        let recorded = serde_json::json!({
+            "plan": plan,
+            "tasks_file": tasks_file.display().to_string(),
+            "device": args.device,
+        });
+        let path = args.out.join("demo-config.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let old: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if old != recorded {
+                    bail!(
+                        "{} was made by a demo with another plan (preset, seed, tasks or device differ); \
+                         rerun with the same flags to resume, or choose another --out",
+                        path.display()
+                    );
+                }
+            }
+            Err(_) => write_atomic(&path, &serde_json::to_vec_pretty(&recorded)?)?,
+        }
+        let splits = tasks
+            .iter()
+            .map(|t| {
+                let split = t.extra_str("split").unwrap_or("train").to_string();
+                (t.instance_id.clone(), split)
+            })
+            .collect();
+        Ok(Demo {
+            plan,
+            out: args.out.clone(),
+            tasks_file,
+            device: args.device.clone(),
+            splits,
+            tasks,
+        })
+    }
+
+    /// Runs `f` unless `<name>/stage.json` says it finished; returns the stage's model.
+    fn stage(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Demo) -> anyhow::Result<(Option<PathBuf>, Option<String>)>,
+    ) -> anyhow::Result<PathBuf> {
+        let marker = self.out.join(name).join("stage.json");
+        if let Ok(text) = std::fs::read_to_string(&marker) {
+            let done: StageDone = serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", marker.display()))?;
+            println!("== {name}: done before ({:.1} s), skipped", done.seconds);
+            return Ok(done.model.unwrap_or_default());
+        }
+        println!("== {name}");
+        let started = Instant::now();
+        let (model, note) = f(self).with_context(|| format!("demo stage `{name}`"))?;
+        let done = StageDone {
+            seconds: started.elapsed().as_secs_f64(),
+            model,
+            note,
+        };
+        if let Some(note) = &done.note {
+            println!("   note: {note}");
+        }
+        std::fs::create_dir_all(self.out.join(name))?;
+        write_atomic(&marker, &serde_json::to_vec_pretty(&done)?)?;
+        println!("   {name} finished in {:.1} s", done.seconds);
+        Ok(done.model.unwrap_or_default())
+    }
+
+    /// Reads a finished stage's record (for the report).
+    fn done(&self, name: &str) -> Option<StageDone> {
+        let text = std::fs::read_to_string(self.out.join(name).join("stage.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn task_ids(&self, split: Option<&str>) -> Vec<String> {
+        self.splits
+            .iter()
+            .filter(|(_, s)| split.is_none_or(|want| want == s.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// `--tasks FILE --env-root DIR --instance ID...` for the selected tasks of `split`.
+    fn task_flags(&self, split: Option<&str>) -> Vec<String> {
+        let mut argv = vec![
+            "--tasks".into(),
+            self.tasks_file.display().to_string(),
+            "--env-root".into(),
+            self.out.join("envs").display().to_string(),
+            "--window-lines".into(),
+            self.plan.window_lines.to_string(),
+        ];
+        for id in self.task_ids(split) {
+            argv.push("--instance".into());
+            argv.push(id);
+        }
+        argv
+    }
+
+    /// Stage 1: the tokenizer trained on the corpus, and a random model of the plan's shape.
+    fn make_initial_model(&self) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let repos = self
+            .tasks_file
+            .parent()
+            .map(|p| p.join("repos"))
+            .unwrap_or_default();
+        let docs = corpus::documents(&self.tasks, &repos, self.plan.window_lines)?;
+        let tokenizer = corpus::train(&docs, &self.plan.tokenizer)?;
+        let tok_dir = self.out.join("tokenizer-and-init/tokenizer");
+        tokenizer.save(&tok_dir)?;
+        let init = self.out.join("tokenizer-and-init/model");
+        let m = &self.plan.model;
+        super::model::run(parse(&[
+            "init",
+            "--tokenizer",
+            &tok_dir.display().to_string(),
+            "--out",
+            &init.display().to_string(),
+            "--hidden",
+            &m.hidden.to_string(),
+            "--layers",
+            &m.layers.to_string(),
+            "--max-positions",
+            &m.max_positions.to_string(),
+            "--seed",
+            &self.plan.seed.to_string(),
+        ])?)?;
+        let note = format!(
+            "tokenizer: {} ids learned from {} documents",
+            tokenizer.vocab_size(),
+            docs.len()
+        );
+        Ok((Some(init), Some(note)))
+    }
+
+    /// Scripted demonstrations of the train split in the initial model's tokens.
+    fn demonstrations(&self, init: &Path) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let out = self.out.join("demonstrations");
+        let policy = format!("scripted:{}", init.display());
+        let progress = self.rollout(&out, &policy, Some("train"), 1, &self.plan.eval, 0)?;
+        Ok((
+            Some(out),
+            Some(format!(
+                "{} demonstrations, {} resolved",
+                progress.done + progress.skipped,
+                progress.resolved
+            )),
+        ))
+    }
+
+    /// The starting model: supervised fine-tuning of the random model on the demonstrations.
+    fn pretrain(
+        &self,
+        init: &Path,
+        demos: &Path,
+    ) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let out = self.out.join("pretrain/model");
+        self.sft(
+            demos,
+            init,
+            &out,
+            &self.plan.pretrain,
+            self.plan.eval.max_context,
+        )?;
+        Ok((Some(out), None))
+    }
+
+    /// The base model sampled `rft_samples` times per train task (the RFT collection).
+    fn rft_samples(&self, base: &Path) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let out = self.out.join("rft-samples");
+        let policy = format!("embedded:{}", base.display());
+        let seed = self.plan.seed + 1;
+        let p = self.rollout(
+            &out,
+            &policy,
+            Some("train"),
+            self.plan.rft_samples,
+            &self.plan.eval,
+            seed,
+        )?;
+        let note = format!("{} of {} samples resolved", p.resolved, p.done + p.skipped);
+        Ok((Some(out), Some(note)))
+    }
+
+    /// RFT on the resolved samples; with none resolved, the base model goes on unchanged.
+    fn rft(
+        &self,
+        base: &Path,
+        samples: &Path,
+    ) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let resolved = read_trajectories(&samples.join(TRAJECTORIES))?
+            .iter()
+            .filter(|t| t.resolved())
+            .count();
+        if resolved == 0 {
+            let note = "no sample of the base model resolved a task: nothing to fine-tune on, so RFT passes the base model on unchanged";
+            return Ok((Some(base.to_path_buf()), Some(note.into())));
+        }
+        let out = self.out.join("rft/model");
+        self.sft(
+            samples,
+            base,
+            &out,
+            &self.plan.rft,
+            self.plan.eval.max_context,
+        )?;
+        Ok((
+            Some(out),
+            Some(format!("fine-tuned on {resolved} resolved trajectories")),
+        ))
+    }
+
+    /// `swerl rft` on `trajectories` from `model` into `out`.
+    fn sft(
+        &self,
+        trajectories: &Path,
+        model: &Path,
+        out: &Path,
+        p: &SftPlan,
+        max_context: usize,
+    ) -> anyhow::Result<()> {
+        let argv = [
+            "--trajectories".to_string(),
+            trajectories.display().to_string(),
+            "--model".into(),
+            model.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--epochs".into(),
+            p.epochs.to_string(),
+            "--lr".into(),
+            p.lr.to_string(),
+            "--warmup".into(),
+            p.warmup.to_string(),
+            "--batch".into(),
+            p.batch.to_string(),
+            "--max-context".into(),
+            max_context.to_string(),
+            "--micro-batch-tokens".into(),
+            (2 * max_context).to_string(),
+            "--seed".into(),
+            self.plan.seed.to_string(),
+            "--device".into(),
+            self.device.clone(),
+        ];
+        super::rft::run(parse(&argv)?)?;
+        Ok(())
+    }
+
+    /// One DAPO stage with `swerl train` (resuming from its newest checkpoint if any); the
+    /// stage's model is its last checkpoint.
+    fn dapo(
+        &self,
+        name: &str,
+        stage: u8,
+        model: &Path,
+        pool_from: Option<&Path>,
+    ) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let dir = self.out.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let config_path = self.out.join(format!("{name}.json"));
+        let config = if stage == 1 {
+            &self.plan.stage1
+        } else {
+            &self.plan.stage2
+        };
+        write_atomic(&config_path, &serde_json::to_vec_pretty(config)?)?;
+        let checkpoints = dir.join("checkpoints");
+        let mut argv = vec![
+            "--config".to_string(),
+            config_path.display().to_string(),
+            "--model".into(),
+            model.display().to_string(),
+            "--out".into(),
+            dir.display().to_string(),
+            "--split".into(),
+            "train".into(),
+            "--max-new-tokens".into(),
+            self.plan.eval.max_new_tokens.to_string(),
+            "--concurrency".into(),
+            self.plan.concurrency.to_string(),
+            "--device".into(),
+            self.device.clone(),
+        ];
+        argv.extend(self.task_flags(Some("train")));
+        let mut note = None;
+        if let Some(from) = pool_from {
+            match self.pool_filter(from)? {
+                Some(kept) => {
+                    argv.extend(["--pool-from".to_string(), from.display().to_string()]);
+                    note = Some(format!("pool filter kept {kept} train tasks"));
+                }
+                None => {
+                    note = Some(
+                        "the pool filter (drop tasks solved in >= 2/3 of stage-1 attempts and \
+                         never-solved ones) left no task, so stage 2 trains on the whole train pool"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if swerl_train::checkpoint::latest(&checkpoints)?.is_some() {
+            argv.push("--resume".into());
+        }
+        super::train::run(parse(&argv)?)?;
+        let last = swerl_train::checkpoint::latest(&checkpoints)?
+            .with_context(|| format!("{name} wrote no checkpoint in {}", checkpoints.display()))?
+            .join("model");
+        // Checkpoints hold weights and config; the evaluations after this stage load the
+        // model directory as a whole, tokenizer and chat template included.
+        swerl_train::rft::copy_tokenizer_files(model, &last)?;
+        Ok((Some(last), note))
+    }
+
+    /// How many train tasks the stage-2 pool filter keeps (`None` if it keeps none).
+    fn pool_filter(&self, from: &Path) -> anyhow::Result<Option<usize>> {
+        let trajs = super::rft::read_all(from)?;
+        let f =
+            swerl_train::sampling::filter_pool(&self.task_ids(Some("train")), &trajs, 2.0 / 3.0);
+        Ok((!f.kept.is_empty()).then_some(f.kept.len()))
+    }
+
+    /// k runs per selected task of both splits, summarised per split into
+    /// `<name>/summary-<split>.json`.
+    fn evaluate(
+        &self,
+        name: &str,
+        model: &Path,
+        eval: &EvalPlan,
+    ) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
+        let out = self.out.join(name);
+        let policy = format!("embedded:{}", model.display());
+        self.rollout(&out, &policy, None, eval.runs, eval, self.plan.seed)?;
+        let trajectories = read_trajectories(&out.join(TRAJECTORIES))?;
+        let mut parts = Vec::new();
+        for split in ["train", "heldout"] {
+            let outcomes: Vec<EpisodeOutcome> = trajectories
+                .iter()
+                .filter(|t| self.splits.get(&t.task_id).map(String::as_str) == Some(split))
+                .map(EpisodeOutcome::from)
+                .collect();
+            if outcomes.is_empty() {
+                continue;
+            }
+            let summary = summarize(&outcomes, eval.runs as usize);
+            let path = out.join(format!("summary-{split}.json"));
+            write_atomic(&path, &serde_json::to_vec_pretty(&summary)?)?;
+            parts.push(format!("{split} Pass@1 {:.1}%", summary.pass_at_1 * 100.0));
+        }
+        Ok((Some(model.to_path_buf()), Some(parts.join(", "))))
+    }
+
+    /// `swerl rollout` (or `swerl eval`'s run) of `policy` on `split` into `out`.
+    fn rollout(
+        &self,
+        out: &Path,
+        policy: &str,
+        split: Option<&str>,
+        samples: u32,
+        eval: &EvalPlan,
+        seed: u64,
+    ) -> anyhow::Result<swerl_rollout::Progress> {
+        let mut argv = vec![
+            "--policy".to_string(),
+            policy.to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--concurrency".into(),
+            self.plan.concurrency.to_string(),
+            "--max-turns".into(),
+            eval.max_turns.to_string(),
+            "--turn-threshold".into(),
+            eval.turn_threshold.to_string(),
+            "--max-context".into(),
+            eval.max_context.to_string(),
+            "--max-new-tokens".into(),
+            eval.max_new_tokens.to_string(),
+            "--seed".into(),
+            seed.to_string(),
+            "--device".into(),
+            self.device.clone(),
+        ];
+        argv.extend(self.task_flags(split));
+        let args: RunArgs = parse(&argv)?;
+        execute(&args, samples)
+    }
+
+    /// The evaluation summary of `split` written by the evaluation stage `name`.
+    fn summary(&self, name: &str, split: &str) -> Option<EvalSummary> {
+        let path = self.out.join(name).join(format!("summary-{split}.json"));
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The task file: `--tasks`, else the bundled one (from the working directory, else from
+/// the checkout this binary was built in).
+fn tasks_file(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let candidates = [
+        PathBuf::from(BUNDLED_TASKS),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(BUNDLED_TASKS),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("no {BUNDLED_TASKS} here; run from the repository root or pass --tasks FILE")
+        })
+}
+
+/// The plan's tasks of the file: every train and held-out task, or the preset's subset.
+fn load_selected(path: &Path, plan: &DemoPlan) -> anyhow::Result<Vec<Task>> {
+    let loaded = swerl_env::task::load_tasks(path)
+        .with_context(|| format!("loading the demo's tasks from {}", path.display()))?;
+    if let Some(e) = loaded.errors.first() {
+        bail!("{} has malformed rows, the first: {e}", path.display());
+    }
+    let wanted = |t: &Task, split: &str, subset: &Option<Vec<String>>| {
+        t.extra_str("split") == Some(split)
+            && subset
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&t.instance_id))
+    };
+    let tasks: Vec<Task> = loaded
+        .tasks
+        .into_iter()
+        .filter(|t| {
+            wanted(t, "train", &plan.train_tasks) || wanted(t, "heldout", &plan.heldout_tasks)
+        })
+        .collect();
+    for split in ["train", "heldout"] {
+        if !tasks.iter().any(|t| t.extra_str("split") == Some(split)) {
+            bail!(
+                "{}: no task of split `{split}` for the demo (tasks need a `split` field of train or heldout, and demo_commands)",
+                path.display()
+            );
+        }
+    }
+    Ok(tasks)
+}
+
+/// Parses a subcommand's arguments exactly as its command line would.
+fn parse<A: clap::Args + clap::FromArgMatches, S: AsRef<str>>(argv: &[S]) -> anyhow::Result<A> {
+    let command = A::augment_args(clap::Command::new("swerl").no_binary_name(true));
+    let matches = command
+        .try_get_matches_from(argv.iter().map(AsRef::as_ref))
+        .map_err(|e| anyhow::anyhow!("the demo built invalid arguments: {e}"))?;
+    Ok(A::from_arg_matches(&matches)?)
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    swerl_train::checkpoint::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
