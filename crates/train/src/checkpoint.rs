@@ -68,6 +68,18 @@ pub fn save(
     learner: &Learner,
     state: &TrainState,
 ) -> Result<PathBuf, CheckpointError> {
+    save_with_files(root, learner, state, &[])
+}
+
+/// [`save`], with `model_files` (tokenizer and chat-template files) copied into the
+/// checkpoint's `model/` before it becomes visible, so every checkpoint is a complete model
+/// directory that `swerl eval --policy embedded:...`, transformers or vLLM can load.
+pub fn save_with_files(
+    root: &Path,
+    learner: &Learner,
+    state: &TrainState,
+    model_files: &[PathBuf],
+) -> Result<PathBuf, CheckpointError> {
     let name = format!("iter-{:06}", state.iteration);
     let (tmp, done) = (root.join(format!("{name}.tmp")), root.join(&name));
     if tmp.exists() {
@@ -76,6 +88,12 @@ pub fn save(
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     swerl_model::weights::save_model(&learner.model, &tmp.join("model"), 2 << 30)
         .map_err(|e| invalid(&tmp, e))?;
+    for file in model_files {
+        let name = file
+            .file_name()
+            .ok_or_else(|| invalid(file, "not a file name"))?;
+        std::fs::copy(file, tmp.join("model").join(name)).map_err(io(file))?;
+    }
     let opt_path = tmp.join("optimizer.safetensors");
     Tensor::write_safetensors(&learner.opt.state(), &opt_path)
         .map_err(|e| invalid(&opt_path, e))?;

@@ -106,6 +106,8 @@ pub struct DapoRun {
     pub run_dir: PathBuf,
     pub pool: Vec<String>,
     pub eval_tasks: Vec<String>,
+    /// Files copied into every checkpoint's `model/` (the initial model's tokenizer files).
+    pub model_files: Vec<PathBuf>,
 }
 
 /// Stream ids of the run's independent random draws (see [`crate::sampling`]).
@@ -130,6 +132,7 @@ impl DapoRun {
             run_dir: run_dir.to_path_buf(),
             pool,
             eval_tasks,
+            model_files: Vec::new(),
         })
     }
 
@@ -221,7 +224,12 @@ impl DapoRun {
             seed: self.config.seed,
             param_names: self.learner.names.clone(),
         };
-        let dir = checkpoint::save(&self.checkpoints(), &self.learner, &state)?;
+        let dir = checkpoint::save_with_files(
+            &self.checkpoints(),
+            &self.learner,
+            &state,
+            &self.model_files,
+        )?;
         prune_checkpoints(&self.checkpoints(), self.config.keep_checkpoints, &dir)
             .map_err(io(&self.checkpoints()))?;
         Ok(dir)

@@ -169,6 +169,15 @@ fn save_outputs(learner: &Learner, report: &RftReport, out: &Path) -> Result<(),
     std::fs::write(&path, text).map_err(io(&path))
 }
 
+/// The [`TOKENIZER_FILES`] that exist in `dir`.
+pub fn tokenizer_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    TOKENIZER_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
 /// Copies the [`TOKENIZER_FILES`] that exist in `from` into `to`; returns the names copied.
 pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<Vec<&'static str>, RftError> {
     let mut copied = Vec::new();

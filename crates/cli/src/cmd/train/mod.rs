@@ -92,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let learner = super::rft::load_learner(&args.model, &args.device, None)?;
     let mut backend = SweBackend::new(&args, &config, tasks, sampler)?;
     let mut run = DapoRun::new(config, learner, &args.out, pool)?;
+    run.model_files = swerl_train::rft::tokenizer_files(&args.model);
     let result = run.run(&mut backend, args.resume, &versions(&args));
     backend.sampler.shutdown();
     let rows = result?;
@@ -402,6 +403,11 @@ mod tests {
         assert!(run
             .join("checkpoints/iter-000002/model/config.json")
             .is_file());
+        assert!(
+            run.join("checkpoints/iter-000002/model/tokenizer.json")
+                .is_file(),
+            "a checkpoint is a complete model directory, tokenizer included"
+        );
         assert!(run.join("episodes/iter-000001.jsonl").is_file());
         let info: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap())
