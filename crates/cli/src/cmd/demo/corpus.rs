@@ -108,7 +108,12 @@ mod tests {
         let ids = tok.encode(prompt).unwrap();
         assert_eq!(tok.decode(&ids, false).unwrap(), prompt);
         // More than two bytes per token even with a 1k vocabulary learned from three tasks.
-        assert!(ids.len() * 2 < prompt.len(), "{} ids for {} bytes", ids.len(), prompt.len());
+        assert!(
+            ids.len() * 2 < prompt.len(),
+            "{} ids for {} bytes",
+            ids.len(),
+            prompt.len()
+        );
         assert!(tok.token_id("<|im_end|>").is_some());
     }
 }

@@ -430,9 +430,6 @@ impl Demo {
         let last = swerl_train::checkpoint::latest(&checkpoints)?
             .with_context(|| format!("{name} wrote no checkpoint in {}", checkpoints.display()))?
             .join("model");
-        // Checkpoints hold weights and config; the evaluations after this stage load the
-        // model directory as a whole, tokenizer and chat template included.
-        swerl_train::rft::copy_tokenizer_files(model, &last)?;
         Ok((Some(last), note))
     }
 

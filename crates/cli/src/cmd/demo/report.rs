@@ -172,10 +172,12 @@ fn notes(demo: &Demo) -> Vec<String> {
              capable agent.",
             m.layers, m.hidden, demo.plan.tokenizer.vocab_size
         ),
-        "The held-out tasks are never demonstrated, sampled for RFT or trained on by DAPO; they \
-         are reported apart. A model this small that has seen 11 demonstrations is not expected \
-         to solve them."
-            .into(),
+        format!(
+            "The held-out tasks are never demonstrated, sampled for RFT or trained on by DAPO; \
+             they are reported apart. A model this small that has seen {} demonstrations is not \
+             expected to solve them.",
+            demo.task_ids(Some("train")).len()
+        ),
         "The stage-2 row is evaluated with stage 2's longer turn and context limits, as in the \
          paper; the other rows with stage 1's."
             .into(),
