@@ -126,20 +126,7 @@ pub fn load_weights(model: &Qwen2, dir: &Path) -> Result<(), WeightsError> {
             loaded.insert(key);
         }
     }
-    let mut missing: Vec<String> = params
-        .keys()
-        .filter(|k| !loaded.contains(*k))
-        .cloned()
-        .collect();
-    missing.sort();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(WeightsError::Missing {
-            dir: dir.display().to_string(),
-            missing,
-        })
-    }
+    all_present(&params, &loaded, dir)
 }
 
 /// Checks what [`load_weights`] would copy from the files' headers alone (the 8-byte length
@@ -215,9 +202,18 @@ fn check_headers(model: &Qwen2, dir: &Path, files: &[PathBuf]) -> Result<(), Wei
             )));
         }
     }
+    all_present(&params, &seen, dir)
+}
+
+/// `Ok` when every parameter is in `found`, else the sorted list of those that are not.
+fn all_present(
+    params: &HashMap<String, Tensor>,
+    found: &HashSet<String>,
+    dir: &Path,
+) -> Result<(), WeightsError> {
     let mut missing: Vec<String> = params
         .keys()
-        .filter(|k| !seen.contains(*k))
+        .filter(|k| !found.contains(*k))
         .cloned()
         .collect();
     missing.sort();

@@ -114,20 +114,9 @@ impl Shell {
         state_file: &str,
     ) -> std::io::Result<RunResult> {
         let started = Instant::now();
-        let nonce = Nonce::random()?;
         let mut out = OutputCap::new(cap);
         self.drain_ready(&mut out)?;
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("shell stdin already closed"))?;
-        stdin.write_all(frame_command(&nonce, command, state_file).as_bytes())?;
-        stdin.flush()?;
-        let mut scanner = MarkerScanner::new(&nonce);
-        let end = self.read_until_marker(&mut scanner, &mut out, started + timeout)?;
-        if !matches!(end, RunEnd::Completed { .. }) {
-            scanner.flush(&mut |b| out.feed(b));
-        }
+        let end = self.exchange(command, started + timeout, state_file, &mut out)?;
         if matches!(end, RunEnd::TimedOut) {
             // Kill first, then keep what the command printed before it died.
             self.kill_and_wait();
@@ -137,6 +126,31 @@ impl Shell {
             output: out.finish(),
             end,
         })
+    }
+
+    /// Writes `command` framed with a fresh nonce and reads its output into `out` until the
+    /// end marker, the shell's exit or `deadline`; bytes the marker scanner held back are kept
+    /// when the command did not complete.
+    fn exchange(
+        &mut self,
+        command: &str,
+        deadline: Instant,
+        state_file: &str,
+        out: &mut OutputCap,
+    ) -> std::io::Result<RunEnd> {
+        let nonce = Nonce::random()?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("shell stdin already closed"))?;
+        stdin.write_all(frame_command(&nonce, command, state_file).as_bytes())?;
+        stdin.flush()?;
+        let mut scanner = MarkerScanner::new(&nonce);
+        let end = self.read_until_marker(&mut scanner, out, deadline)?;
+        if !matches!(end, RunEnd::Completed { .. }) {
+            scanner.flush(&mut |b| out.feed(b));
+        }
+        Ok(end)
     }
 
     /// Runs a new shell's first command and says whether the shell is ready, dead (with its
@@ -150,19 +164,8 @@ impl Shell {
         state_file: &str,
     ) -> std::io::Result<Startup> {
         let started = Instant::now();
-        let nonce = Nonce::random()?;
         let mut out = OutputCap::new(8192);
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("shell stdin already closed"))?;
-        stdin.write_all(frame_command(&nonce, command, state_file).as_bytes())?;
-        stdin.flush()?;
-        let mut scanner = MarkerScanner::new(&nonce);
-        let end = self.read_until_marker(&mut scanner, &mut out, started + timeout)?;
-        if !matches!(end, RunEnd::Completed { .. }) {
-            scanner.flush(&mut |b| out.feed(b));
-        }
+        let end = self.exchange(command, started + timeout, state_file, &mut out)?;
         Ok(match end {
             RunEnd::Completed { cwd, .. } => Startup::Ready { cwd },
             RunEnd::ShellExited => {
