@@ -3,7 +3,9 @@ way (transformers Qwen2ForCausalLM with sdpa attention, full logits, log_softmax
 the clip-higher token-mean loss with the same metrics, backward, clip_grad_norm_,
 torch.optim.AdamW) on the batch of crates/train/src/bench.rs::synthetic_batch, built from
 the same formulas. Prints one JSON line. Run from the repository root with the reference venv:
-  .venv-ref/bin/python crates/model/reference/bench_train_torch.py THREADS ITERS LEN [LEN...]
+  .venv-ref/bin/python crates/model/reference/bench_train_torch.py THREADS ITERS [--checkpointing] LEN [LEN...]
+With --checkpointing, every decoder layer is recomputed in the backward pass (transformers'
+gradient checkpointing, non-reentrant), as swerl's `pass.checkpointing` does.
 """
 
 import json
@@ -41,10 +43,14 @@ def synthetic_batch(vocab, lens):
 
 def main():
     threads, iters = int(sys.argv[1]), int(sys.argv[2])
-    lens = [int(x) for x in sys.argv[3:]]
+    rest = sys.argv[3:]
+    checkpointing = "--checkpointing" in rest
+    lens = [int(x) for x in rest if x != "--checkpointing"]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(**CONFIG, attn_implementation="sdpa"))
+    model = Qwen2ForCausalLM(Qwen2Config(**CONFIG, attn_implementation="sdpa", use_cache=False))
+    if checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, eps=EPS,
                             weight_decay=WEIGHT_DECAY)
@@ -87,6 +93,7 @@ def main():
     seconds = (time.perf_counter() - start) / iters
     print(json.dumps({
         "impl": "torch", "threads": threads, "torch": torch.__version__,
+        "checkpointing": checkpointing,
         "action_tokens": int(tokens.item()), "seconds_per_step": seconds,
         "action_tokens_per_s": tokens.item() / seconds,
     }))

@@ -105,15 +105,27 @@ pub fn pad(seqs: &[Sequence], idx: &[usize], pad_id: u32) -> Padded {
                 .map(|&m| if m { 1.0 } else { 0.0 })
                 .chain(std::iter::repeat_n(0.0, t - n)),
         );
-        p.sampler_logprobs.extend(
-            s.sampler_logprobs
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, t - n)),
-        );
         p.advantages.extend(std::iter::repeat_n(s.advantage, t));
     }
+    let logprobs: Vec<&[f32]> = seqs.iter().map(|s| s.sampler_logprobs.as_slice()).collect();
+    p.sampler_logprobs = pad_rows(&logprobs, idx, t);
     p
+}
+
+/// Rows `idx` of `rows`, each right-padded with 0 to `len`, in row-major `[idx.len(), len]`
+/// layout: per-token values that travel beside a [`Padded`] batch (e.g. the old log-probs of
+/// a DAPO step) without copying the sequences they belong to.
+pub fn pad_rows<R: AsRef<[f32]>>(rows: &[R], idx: &[usize], len: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * len);
+    for &i in idx {
+        let row = rows[i].as_ref();
+        out.extend(
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, len - row.len())),
+        );
+    }
+    out
 }
 
 /// A padded micro-batch in row-major `[batch, len]` layout.
@@ -184,5 +196,18 @@ mod tests {
         assert_eq!(p.ids, vec![0, 1, 2, 0, 99, 99]);
         assert_eq!(p.mask, vec![0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
         assert_eq!(p.sampler_logprobs[4], 0.0);
+    }
+
+    #[test]
+    fn side_rows_pad_like_the_batch() {
+        let rows = vec![vec![1.0, 2.0], vec![3.0], vec![4.0, 5.0, 6.0]];
+        assert_eq!(
+            pad_rows(&rows, &[2, 1], 3),
+            vec![4.0, 5.0, 6.0, 3.0, 0.0, 0.0]
+        );
+        let s = vec![seq(3, 1), seq(1, 0)];
+        let p = pad(&s, &[1, 0], 0);
+        let logprobs: Vec<Vec<f32>> = s.iter().map(|x| x.sampler_logprobs.clone()).collect();
+        assert_eq!(pad_rows(&logprobs, &[1, 0], p.len), p.sampler_logprobs);
     }
 }

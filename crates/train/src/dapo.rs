@@ -9,7 +9,7 @@ use swerl_rl::loss::{
 };
 use tch::{Kind, Tensor};
 
-use crate::batch::{micro_batches, pad, Sequence};
+use crate::batch::{micro_batches, pad, pad_rows, Sequence};
 use crate::learner::Learner;
 use crate::optim::clip_grad_norm;
 use crate::sft::StepConfig;
@@ -70,21 +70,15 @@ pub fn policy_step(
     if loss_cfg.aggregation == LossAggregation::TokenMean {
         loss_cfg.aggregation = LossAggregation::Constant(action_tokens.max(1) as f64);
     }
-    let with_old: Vec<Sequence> = seqs
-        .iter()
-        .zip(old)
-        .map(|(s, o)| Sequence {
-            sampler_logprobs: o.clone(),
-            ..s.clone()
-        })
-        .collect();
     zero_grad(params);
     let mut acc = MetricsAcc::default();
     let mut error = None;
     let mut loss = 0.0;
     for idx in micro_batches(seqs, cfg.micro_batch_tokens) {
-        let mb = MicroTensors::new(&pad(seqs, &idx, 0), model.device());
-        let old_mb = MicroTensors::new(&pad(&with_old, &idx, 0), model.device());
+        let padded = pad(seqs, &idx, 0);
+        let mb = MicroTensors::new(&padded, model.device());
+        let old_flat = pad_rows(old, &idx, padded.len);
+        let old_flat = MicroTensors::shifted(&padded, &old_flat, model.device());
         let pass = crate::step::PassOptions {
             entropy: true,
             ..cfg.pass
@@ -93,7 +87,7 @@ pub fn policy_step(
             let row = |t: &Tensor| t.narrow(0, start, len).unsqueeze(0);
             let lp = stats.logprobs.unsqueeze(0);
             let (old_lp, sampler, adv, mask) = (
-                row(&old_mb.sampler_logprobs),
+                row(&old_flat),
                 row(&mb.sampler_logprobs),
                 row(&mb.advantages),
                 row(&mb.mask),

@@ -55,20 +55,24 @@ impl MicroTensors {
     pub fn new(p: &Padded, device: tch::Device) -> Self {
         let (b, t) = (p.batch as i64, p.len as i64);
         let ids = Tensor::from_slice(&p.ids).view([b, t]).to_device(device);
-        let shifted = |v: &[f32]| {
-            Tensor::from_slice(v)
-                .view([b, t])
-                .narrow(1, 1, t - 1)
-                .reshape([-1])
-                .to_device(device)
-        };
         MicroTensors {
             input: ids.narrow(1, 0, t - 1),
             targets: ids.narrow(1, 1, t - 1),
-            mask: shifted(&p.mask),
-            advantages: shifted(&p.advantages),
-            sampler_logprobs: shifted(&p.sampler_logprobs),
+            mask: Self::shifted(p, &p.mask, device),
+            advantages: Self::shifted(p, &p.advantages, device),
+            sampler_logprobs: Self::shifted(p, &p.sampler_logprobs, device),
         }
+    }
+
+    /// Per-token `values` laid out like `p` ([batch, len], row-major), shifted like the
+    /// targets and flattened to \[N\] on `device`.
+    pub fn shifted(p: &Padded, values: &[f32], device: tch::Device) -> Tensor {
+        let (b, t) = (p.batch as i64, p.len as i64);
+        Tensor::from_slice(values)
+            .view([b, t])
+            .narrow(1, 1, t - 1)
+            .reshape([-1])
+            .to_device(device)
     }
 }
 

@@ -72,17 +72,18 @@ enum Which {
     },
     /// Action tokens/s of one DAPO policy step (forward, chunked log-probs, clipped loss,
     /// backward, AdamW) on a fixed synthetic batch, ours vs the same step in PyTorch eager,
-    /// alternating rounds in one run; with --run, the share of a `swerl train` run's
-    /// iteration time that is neither rollouts nor training. Needs scripts/setup-reference.
+    /// alternating rounds in one run, with and without activation checkpointing on both sides;
+    /// with --run, the share of a `swerl train` run's iteration time that is neither rollouts
+    /// nor training. Needs scripts/setup-reference.
     Train {
         /// CPU threads for both sides.
         #[arg(long, default_value_t = 1)]
         threads: i32,
-        /// Alternating rounds (medians are reported); 0 skips the comparison.
-        #[arg(long, default_value_t = 3)]
+        /// Alternating rounds (each side's best round is compared); 0 skips the comparison.
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Timed steps per round (after one warm-up step).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 3)]
         iters: usize,
         /// Token lengths of the batch's sequences.
         #[arg(long, value_delimiter = ',', default_value = "256,224,192,160")]
