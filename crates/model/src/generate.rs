@@ -4,12 +4,16 @@
 //! position ids restart at each prompt's first real token, so every sequence sees exactly
 //! what it would see alone. Each request has its own seeded random stream, so its samples do
 //! not depend on the global torch RNG or on the other requests in the batch.
+//!
+//! [`generate_reusing`] also takes keys and values already computed for a prefix of each
+//! prompt (a multi-turn episode's earlier turns) and returns those of every sequence, so a
+//! caller can skip re-running the shared history through the model at every turn.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use crate::qwen2::{positions_from_mask, KvCache, Qwen2};
+use crate::qwen2::{positions_from_mask, KvCache, Qwen2, SequenceKv};
 use crate::sampling::{sample, SamplingError, SamplingParams};
 
 /// Asked after each new token with the tokens generated so far for one request; true ends
@@ -93,8 +97,18 @@ pub enum GenerateError {
     BadToken { index: usize, id: u32, vocab: usize },
     #[error("sample_vocab is 0; at least one id must be sampleable")]
     EmptySampleVocab,
+    #[error("request {index}: its cached prefix does not fit this model or prompt: {why}")]
+    BadPrefix { index: usize, why: String },
     #[error(transparent)]
     Sampling(#[from] SamplingError),
+}
+
+/// Keys and values already computed for the first `len` tokens of a request's prompt, by
+/// the same weights (e.g. the sequence of an earlier turn that this prompt continues).
+#[derive(Debug, Clone, Copy)]
+pub struct CachedPrefix<'a> {
+    pub kv: &'a SequenceKv,
+    pub len: usize,
 }
 
 /// Continues every request; `stop(tokens)` is asked after each new token with the tokens
@@ -110,8 +124,90 @@ pub fn generate(
         return Ok(Vec::new());
     }
     Ok(tch::no_grad(|| {
-        Batch::new(model, requests, config).run(stop)
+        let mut batch = Batch::new(model, requests, &[], config);
+        batch.run(stop);
+        batch.finish()
     }))
+}
+
+/// [`generate`] that starts from the cached keys and values of `prefixes[i]` (at most one
+/// per request; none = compute the whole prompt) and returns, with each output, the keys
+/// and values of that request's prompt and all but its last sampled token (the last one
+/// was never fed back through the model). A prefix is used up to one token before the
+/// prompt's end, since the last prompt position must be run to get the next logits.
+pub fn generate_reusing(
+    model: &Qwen2,
+    requests: &[GenerationRequest],
+    prefixes: &[Option<CachedPrefix<'_>>],
+    config: &GenerationConfig,
+    stop: Option<StopFn<'_>>,
+) -> Result<Vec<(GenerationOutput, SequenceKv)>, GenerateError> {
+    check_requests(model, requests, config)?;
+    check_prefixes(model, requests, prefixes)?;
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tch::no_grad(|| {
+        let mut batch = Batch::new(model, requests, prefixes, config);
+        batch.run(stop);
+        let kv = (0..requests.len())
+            .map(|i| batch.sequence_kv(i))
+            .collect::<Vec<_>>();
+        batch.finish().into_iter().zip(kv).collect()
+    }))
+}
+
+fn check_prefixes(
+    model: &Qwen2,
+    requests: &[GenerationRequest],
+    prefixes: &[Option<CachedPrefix<'_>>],
+) -> Result<(), GenerateError> {
+    if prefixes.len() > requests.len() {
+        return Err(GenerateError::BadPrefix {
+            index: requests.len(),
+            why: format!(
+                "{} prefixes for {} requests",
+                prefixes.len(),
+                requests.len()
+            ),
+        });
+    }
+    let c = &model.config;
+    let want = [c.num_key_value_heads as i64, -1, c.head_dim as i64];
+    for (index, p) in prefixes.iter().enumerate() {
+        let Some(p) = p else { continue };
+        let bad = |why: String| Err(GenerateError::BadPrefix { index, why });
+        if p.kv.layers.len() != c.num_hidden_layers {
+            return bad(format!(
+                "{} layers cached, the model has {}",
+                p.kv.layers.len(),
+                c.num_hidden_layers
+            ));
+        }
+        if p.len as i64 > p.kv.len {
+            return bad(format!("{} tokens asked of {} cached", p.len, p.kv.len));
+        }
+        for (k, v) in &p.kv.layers {
+            let fits = |t: &Tensor| {
+                let s = t.size();
+                s.len() == 3 && s[0] == want[0] && s[1] >= p.len as i64 && s[2] == want[2]
+            };
+            if !fits(k) || !fits(v) || k.kind() != model.kind() || k.device() != model.device() {
+                return bad(format!(
+                    "cached keys {:?} {:?} on {:?}, expected [{}, >= {}, {}] {:?} on {:?}",
+                    k.size(),
+                    k.kind(),
+                    k.device(),
+                    want[0],
+                    p.len,
+                    want[2],
+                    model.kind(),
+                    model.device()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_requests(
@@ -148,6 +244,11 @@ struct Batch<'a> {
     model: &'a Qwen2,
     config: &'a GenerationConfig,
     width: i64,
+    /// Prompt columns the prefill runs: the last `fresh` of `width` (every column before
+    /// them is padding or a cached prefix in every row).
+    fresh: i64,
+    /// Left padding of each row.
+    pads: Vec<i64>,
     /// [B, width + max_new] true at real tokens; None when no prompt is padded.
     key_valid: Option<Tensor>,
     /// Next position id of each sequence, [B, 1].
@@ -160,12 +261,39 @@ struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    fn new(model: &'a Qwen2, requests: &[GenerationRequest], config: &'a GenerationConfig) -> Self {
+    fn new(
+        model: &'a Qwen2,
+        requests: &[GenerationRequest],
+        prefixes: &[Option<CachedPrefix<'_>>],
+        config: &'a GenerationConfig,
+    ) -> Self {
         let device = model.device();
         let b = requests.len() as i64;
         let width = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0) as i64;
         let capacity = width + config.max_new_tokens as i64;
         let padded = requests.iter().any(|r| r.prompt.len() as i64 != width);
+        let pads: Vec<i64> = requests
+            .iter()
+            .map(|r| width - r.prompt.len() as i64)
+            .collect();
+        // Cached tokens of each row, leaving the prompt's last token to be run.
+        let cached: Vec<i64> = (0..requests.len())
+            .map(|i| match prefixes.get(i).copied().flatten() {
+                Some(p) => p.len.min(requests[i].prompt.len() - 1) as i64,
+                None => 0,
+            })
+            .collect();
+        let fresh = (0..requests.len())
+            .map(|i| width - pads[i] - cached[i])
+            .max()
+            .unwrap_or(width);
+        let mut cache = KvCache::new(&model.config, b, capacity, model.kind(), device);
+        for (i, p) in prefixes.iter().enumerate() {
+            if let Some(p) = p.filter(|_| cached[i] > 0) {
+                cache.write_prefix(i as i64, pads[i], p.kv, cached[i]);
+            }
+        }
+        cache.skip_to(width - fresh);
         let mut ids = Vec::with_capacity((b * width) as usize);
         let mut valid = Vec::with_capacity((b * capacity) as usize);
         for r in requests {
@@ -180,6 +308,8 @@ impl<'a> Batch<'a> {
             model,
             config,
             width,
+            fresh,
+            pads,
             key_valid: padded.then(|| {
                 Tensor::from_slice(&valid)
                     .view([b, capacity])
@@ -192,12 +322,12 @@ impl<'a> Batch<'a> {
                 .collect(),
             outputs: vec![None; requests.len()],
             partial: vec![(Vec::new(), Vec::new()); requests.len()],
-            cache: KvCache::new(&model.config, b, capacity, model.kind(), device),
+            cache,
             prompt_ids: Tensor::from_slice(&ids).view([b, width]).to_device(device),
         }
     }
 
-    fn run(mut self, stop: Option<StopFn<'_>>) -> Vec<GenerationOutput> {
+    fn run(&mut self, stop: Option<StopFn<'_>>) {
         let mut logits = self.prefill();
         for _ in 0..self.config.max_new_tokens {
             let uniforms: Vec<f32> = self.rngs.iter_mut().map(|r| r.random::<f32>()).collect();
@@ -216,24 +346,46 @@ impl<'a> Batch<'a> {
             }
             logits = self.decode(&sampled.ids);
         }
-        self.finish()
     }
 
-    /// Runs the padded prompts through the model; returns next-token logits [B, V].
+    /// Runs the padded prompts' uncached columns through the model; returns next-token
+    /// logits [B, V].
     fn prefill(&mut self) -> Tensor {
+        let (start, b) = (self.width - self.fresh, self.next_pos.size()[0]);
         let valid = self.key_valid.as_ref().map(|v| v.narrow(1, 0, self.width));
         let positions = match &valid {
             Some(v) => positions_from_mask(v),
             None => Tensor::arange(self.width, (Kind::Int64, self.model.device()))
-                .expand([self.next_pos.size()[0], self.width], false),
+                .expand([b, self.width], false),
+        };
+        // Without padding and without a cached prefix, forward_cached takes the fused causal
+        // path; with a cached prefix the new queries must see the cached keys, so the mask
+        // is explicit.
+        let valid = match valid {
+            None if start > 0 => Some(Tensor::ones(
+                [b, self.width],
+                (Kind::Bool, self.model.device()),
+            )),
+            v => v,
         };
         let hidden = self.model.forward_cached(
-            &self.prompt_ids,
-            &positions,
+            &self.prompt_ids.narrow(1, start, self.fresh),
+            &positions.narrow(1, start, self.fresh),
             valid.as_ref(),
             &mut self.cache,
         );
         self.logits(&hidden)
+    }
+
+    /// Keys and values of row `i`'s prompt and all its sampled tokens but the last.
+    fn sequence_kv(&self, i: usize) -> SequenceKv {
+        let sampled = match &self.outputs[i] {
+            Some(out) => out.tokens.len(),
+            None => self.partial[i].0.len(),
+        } as i64;
+        let prompt = self.width - self.pads[i];
+        self.cache
+            .read_row(i as i64, self.pads[i], prompt + (sampled - 1).max(0))
     }
 
     /// Feeds the sampled ids [B] back in; returns the next logits [B, V].

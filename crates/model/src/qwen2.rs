@@ -211,6 +211,86 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Copies the first `len` positions of `kv` into row `row` at columns `col..col + len`,
+    /// before the first forward: a prefix whose keys and values were computed earlier.
+    /// The next forward must start at or before `col + len` (see [`KvCache::skip_to`]).
+    pub fn write_prefix(&mut self, row: i64, col: i64, kv: &SequenceKv, len: i64) {
+        assert!(
+            len <= kv.len && col + len <= self.capacity,
+            "prefix out of range"
+        );
+        for (layer, (k, v)) in self.layers.iter_mut().zip(&kv.layers) {
+            layer
+                .k
+                .get(row)
+                .narrow(1, col, len)
+                .copy_(&k.narrow(1, 0, len));
+            layer
+                .v
+                .get(row)
+                .narrow(1, col, len)
+                .copy_(&v.narrow(1, 0, len));
+        }
+    }
+
+    /// Marks the first `len` columns as filled, so that the next forward writes from there:
+    /// every row must hold padding or a prefix ([`KvCache::write_prefix`]) in them.
+    pub fn skip_to(&mut self, len: i64) {
+        assert!(
+            self.is_empty() && len <= self.capacity,
+            "skip_to on a used cache"
+        );
+        self.len = len;
+    }
+
+    /// The keys and values of row `row` at columns `col..col + len`, copied out.
+    pub fn read_row(&self, row: i64, col: i64, len: i64) -> SequenceKv {
+        assert!(
+            col + len <= self.len,
+            "reading positions the cache has not filled"
+        );
+        let copy = |t: &Tensor| t.get(row).narrow(1, col, len).copy();
+        SequenceKv {
+            len,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| (copy(&l.k), copy(&l.v)))
+                .collect(),
+        }
+    }
+}
+
+/// The keys and values of one sequence's first `len` tokens, every layer ([Nkv, len, D]
+/// each): what a later generation that continues the same tokens can reuse instead of
+/// recomputing them. Only valid for the weights that computed it.
+#[derive(Debug)]
+pub struct SequenceKv {
+    pub len: i64,
+    pub layers: Vec<(Tensor, Tensor)>,
+}
+
+impl SequenceKv {
+    /// Bytes held by the tensors.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|(k, v)| (k.numel() + v.numel()) * k.kind().elt_size_in_bytes())
+            .sum()
+    }
+
+    /// Another handle to the same tensors (no copy).
+    pub fn share(&self) -> SequenceKv {
+        SequenceKv {
+            len: self.len,
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
+                .collect(),
+        }
+    }
 }
 
 /// Grouped-query self-attention with q/k/v biases.

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use swerl_model::checkpoint::forward_backward_checkpointed;
-use swerl_model::generate::{generate, FinishReason, GenerationConfig, GenerationRequest};
+use swerl_model::generate::{
+    generate, generate_reusing, CachedPrefix, FinishReason, GenerationConfig, GenerationRequest,
+};
 use swerl_model::logprobs::{backward_chunked, logprobs_from_hidden, token_logprobs};
 use swerl_model::qwen2::Qwen2;
 use swerl_model::sampling::SamplingParams;
@@ -309,6 +311,112 @@ fn seeded_sampling_is_reproducible_and_independent_of_the_batch() {
         other[0].tokens, batch[0].tokens,
         "a different seed should give a different sample"
     );
+}
+
+/// A second turn that reuses the first turn's keys and values (whole, partial, or for some
+/// rows only) samples what a second turn computed from scratch samples, with the log-probs
+/// of a full forward.
+#[test]
+fn reused_prefixes_give_the_samples_of_a_fresh_prefill() {
+    for name in VARIANTS {
+        let (model, r) = (load(name), reference(name));
+        let cfg = config(SamplingParams::rollout_default(), 8);
+        let first = generate_reusing(&model, &requests(&r.prompts), &[], &cfg, None).unwrap();
+        for ((out, kv), prompt) in first.iter().zip(&r.prompts) {
+            assert_eq!(kv.len as usize, prompt.len() + out.tokens.len() - 1);
+        }
+        // Turn 2: prompt + sampled turn + an "observation" (another prompt's head).
+        let second: Vec<Vec<u32>> = r
+            .prompts
+            .iter()
+            .zip(&first)
+            .enumerate()
+            .map(|(i, (p, (out, _)))| {
+                let obs = &r.prompts[(i + 1) % r.prompts.len()];
+                [p.as_slice(), &out.tokens, &obs[..3.min(obs.len())]].concat()
+            })
+            .collect();
+        let fresh = generate(&model, &requests(&second), &cfg, None).unwrap();
+        // Row 0 reuses all it can, row 1 (if any) nothing, the others only half their cache.
+        let prefixes: Vec<Option<CachedPrefix<'_>>> = first
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kv))| match i {
+                0 => Some(CachedPrefix {
+                    kv,
+                    len: kv.len as usize,
+                }),
+                1 => None,
+                _ => Some(CachedPrefix {
+                    kv,
+                    len: kv.len as usize / 2,
+                }),
+            })
+            .collect();
+        let reused = generate_reusing(&model, &requests(&second), &prefixes, &cfg, None).unwrap();
+        for (i, ((got, _), want)) in reused.iter().zip(&fresh).enumerate() {
+            assert_eq!(got.tokens, want.tokens, "{name} row {i}");
+            let expected = recomputed_logprobs(&model, &second[i], &got.tokens, 1.0);
+            for (a, b) in got.logprobs.iter().zip(&expected) {
+                assert!((a - b).abs() < 2e-5, "{name} row {i}: {a} vs {b}");
+            }
+        }
+        // A cache that covers the whole prompt still runs its last token for the logits.
+        let whole = &reused[0].1;
+        let prompt = [
+            second[0].as_slice(),
+            &reused[0].0.tokens[..reused[0].0.tokens.len() - 1],
+        ]
+        .concat();
+        let again = generate_reusing(
+            &model,
+            &requests(std::slice::from_ref(&prompt)),
+            &[Some(CachedPrefix {
+                kv: whole,
+                len: prompt.len(),
+            })],
+            &cfg,
+            None,
+        )
+        .unwrap();
+        let plain = generate(&model, &requests(std::slice::from_ref(&prompt)), &cfg, None).unwrap();
+        assert_eq!(
+            again[0].0.tokens, plain[0].tokens,
+            "{name}: whole-prompt cache"
+        );
+    }
+}
+
+#[test]
+fn a_prefix_from_another_model_shape_is_refused() {
+    let (model, r) = (load("tiny-qwen2"), reference("tiny-qwen2"));
+    let cfg = config(SamplingParams::greedy(), 2);
+    let (_, kv) = generate_reusing(&model, &requests(&r.prompts[..1]), &[], &cfg, None)
+        .unwrap()
+        .remove(0);
+    let mut short = kv.share();
+    short.layers.pop();
+    let err = generate_reusing(
+        &model,
+        &requests(&r.prompts[..1]),
+        &[Some(CachedPrefix { kv: &short, len: 2 })],
+        &cfg,
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("layers cached"), "{err}");
+    let err = generate_reusing(
+        &model,
+        &requests(&r.prompts[..1]),
+        &[Some(CachedPrefix {
+            kv: &kv,
+            len: kv.len as usize + 1,
+        })],
+        &cfg,
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("asked of"), "{err}");
 }
 
 #[test]

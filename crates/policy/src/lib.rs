@@ -1,7 +1,7 @@
 //! Policy backends behind `swerl_agent::Policy`:
 //!
 //! - [`embedded`]: the in-process model; one engine thread batches every episode's requests
-//!   ([`engine`]).
+//!   ([`engine`]) and reuses the keys and values of earlier turns ([`prefix_cache`]).
 //! - [`http`]: an OpenAI-compatible client for vLLM / SGLang / `swerl serve`, token ids in and
 //!   out, every sampling parameter sent explicitly, load balancing, retries, a concurrency limit.
 //! - [`server`]: the OpenAI-compatible server over the embedded engine (`swerl serve`).
@@ -16,6 +16,7 @@ pub mod conversation;
 pub mod embedded;
 pub mod engine;
 pub mod http;
+pub mod prefix_cache;
 pub mod scripted;
 pub mod seed;
 pub mod server;

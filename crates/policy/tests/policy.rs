@@ -253,6 +253,83 @@ fn weight_updates_apply_between_batches() {
     engine.shutdown();
 }
 
+/// The next turn's context: `context`, the sampled `tokens`, and a short observation.
+fn next_turn(chat: &ChatTokenizer, context: &[u32], tokens: &[u32]) -> Vec<u32> {
+    let observation = chat.prompt_ids(None, "the test still fails").unwrap();
+    [context, tokens, &observation].concat()
+}
+
+#[test]
+fn a_later_turn_reuses_the_cached_prefix_and_samples_the_same() {
+    let chat = chat();
+    let (model, reference) = models(&chat, 16);
+    let (uncached_model, _) = models(&chat, 16);
+    let cached = engine(model, 0);
+    let plain = Engine::start(
+        uncached_model,
+        EngineConfig {
+            prefix_cache_bytes: 0,
+            ..EngineConfig::default()
+        },
+    );
+    let (a, b) = (cached.handle(), plain.handle());
+    let sampling = SamplingParams::rollout_default();
+    let mut context = prompts(&chat, 1).remove(0);
+    // Each later turn can reuse its previous prompt and all but the last sampled token.
+    let mut reusable = 0;
+    for turn in 0..3u64 {
+        let j = job(&context, 40 + turn, sampling.clone(), &chat);
+        let (got, want) = (a.generate(j.clone()).unwrap(), b.generate(j).unwrap());
+        assert_eq!(got.tokens, want.tokens, "turn {turn}");
+        assert_close(
+            &got.logprobs,
+            &recompute_logprobs(&reference, &context, &got.tokens),
+            1e-4,
+        );
+        if turn < 2 {
+            reusable += context.len() + got.tokens.len() - 1;
+        }
+        context = next_turn(&chat, &context, &got.tokens);
+    }
+    let (with, without) = (a.stats(), b.stats());
+    assert_eq!(with.reused_prompt_tokens, reusable as u64, "{with:?}");
+    assert_eq!(without.reused_prompt_tokens, 0);
+    cached.shutdown();
+    plain.shutdown();
+}
+
+#[test]
+fn a_weight_update_empties_the_prefix_cache() {
+    let chat = chat();
+    let (model, _) = models(&chat, 17);
+    let (_, other) = models(&chat, 18);
+    let engine = engine(model, 0);
+    let handle = engine.handle();
+    let sampling = SamplingParams::rollout_default();
+    let prompt = prompts(&chat, 1).remove(0);
+    let first = handle
+        .generate(job(&prompt, 1, sampling.clone(), &chat))
+        .unwrap();
+    // Every layer changes, so keys and values cached under the old weights are wrong now.
+    let weights: Vec<(String, Tensor)> = other
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.copy()))
+        .collect();
+    handle.load_named_tensors(weights).unwrap();
+    let reused_before = handle.stats().reused_prompt_tokens;
+    let context = next_turn(&chat, &prompt, &first.tokens);
+    let second = handle.generate(job(&context, 2, sampling, &chat)).unwrap();
+    assert_eq!(handle.stats().reused_prompt_tokens, reused_before);
+    assert_close(
+        &second.logprobs,
+        &recompute_logprobs(&other, &context, &second.tokens),
+        1e-4,
+    );
+    engine.shutdown();
+}
+
 /// Runs prompt -> generate -> observation -> generate and checks the token bookkeeping.
 fn two_turns(policy: &mut dyn Policy) -> (Vec<u32>, Generation, Vec<u32>, Generation) {
     let prompt = policy.prompt(SYSTEM, "The test fails.").unwrap();
