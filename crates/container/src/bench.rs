@@ -79,6 +79,7 @@ fn spec(env_source: PathBuf) -> SandboxSpec {
         workdir: "/testbed".into(),
         limits: Default::default(),
         env: Vec::new(),
+        image: None,
     }
 }
 

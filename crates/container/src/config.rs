@@ -16,6 +16,11 @@ pub struct ContainerConfig {
     /// Copy the spec's prepared repository (`env_source/repo`) into the workdir at create
     /// time: for a generic image (the bundled tasks); SWE-bench images carry their repo.
     pub copy_repo: bool,
+    /// When the repository comes from the image: replace its git history by one commit of
+    /// the working tree at create time. SWE-bench images keep the upstream history, fix
+    /// included, in `.git`; an agent could read the answer from it (LANDSCAPE.md point 10).
+    /// Turn off only for images known to hold no future history.
+    pub squash_history: bool,
     /// Containers of this factory alive at once; `create` waits up to `slot_wait` for one.
     pub max_containers: usize,
     #[serde(with = "secs")]
@@ -52,6 +57,7 @@ impl Default for ContainerConfig {
             image: TEST_IMAGE.to_string(),
             workdir: Some("/testbed".to_string()),
             copy_repo: false,
+            squash_history: true,
             max_containers: 16,
             slot_wait: Duration::from_secs(600),
             pull: false,

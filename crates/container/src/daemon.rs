@@ -199,6 +199,31 @@ impl Daemon {
         .await
     }
 
+    /// Saves container `id`'s filesystem as image `repo:tag`.
+    pub async fn commit(&self, id: &str, repo: &str, tag: &str) -> Result<(), ContainerError> {
+        let options = bollard::query_parameters::CommitContainerOptions {
+            container: Some(id.to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            pause: true,
+            // The image must not look like a sandbox container: containers made from it by
+            // other tools would inherit the labels and be swept as leftovers of a dead
+            // owner. The sandbox's init entrypoint is not the image's either.
+            changes: Some(format!(
+                "LABEL {}=0\nLABEL {}=\nENTRYPOINT []\nCMD [\"/bin/bash\"]",
+                owner::LABEL,
+                owner::OWNER_LABEL
+            )),
+            ..Default::default()
+        };
+        self.call("saving a container as an image", || {
+            self.docker
+                .commit_container(options.clone(), bollard::models::ContainerConfig::default())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Kills and removes a container and its anonymous volumes; a missing one is fine.
     pub async fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let options = RemoveContainerOptions {

@@ -47,9 +47,10 @@ impl ContainerFactory {
         &self.daemon.config
     }
 
-    /// Creates a sandbox from the configured default image.
+    /// Creates a sandbox from the spec's image, else the configured default image.
     pub fn create_container(&self, spec: &SandboxSpec) -> Result<ContainerSandbox, SandboxError> {
-        self.create_from_image(spec, &self.daemon.config.image)
+        let image = spec.image.as_deref().unwrap_or(&self.daemon.config.image);
+        self.create_from_image(spec, image)
     }
 
     /// Creates a sandbox from `image` (a task's own image, e.g. a SWE-bench eval image).
@@ -97,6 +98,8 @@ impl ContainerFactory {
         // Dropping the sandbox on failure removes the container.
         if self.daemon.config.copy_repo {
             sandbox.copy_repo_in()?;
+        } else if self.daemon.config.squash_history {
+            sandbox.squash_history()?;
         }
         sandbox.start_shell().map_err(|e| match e {
             SandboxError::ShellLost(m) => SandboxError::Start(m),
@@ -187,6 +190,51 @@ impl ContainerSandbox {
             return Err(self.file_err(&workdir, &err, code));
         }
         daemon.block_on(daemon.upload(&self.id, &workdir, tar))?;
+        Ok(())
+    }
+
+    /// Replaces the image repository's git history by a single commit of its working tree
+    /// (tracked files that the ignore rules match stay tracked), so that no later commit, ref,
+    /// reflog entry or unreachable object is left for the agent to read the fix from. A
+    /// workdir without `.git` is left alone.
+    fn squash_history(&mut self) -> Result<(), SandboxError> {
+        let script = format!(
+            "set -e; cd {dir}; [ -e .git ] || exit 0; \
+             forced=$(mktemp); git ls-files -z -c -i --exclude-standard >\"$forced\"; \
+             rm -rf .git; git init -q; git add -A; \
+             xargs -0 -r git add -f -- <\"$forced\"; rm -f \"$forced\"; \
+             git -c user.name=swerl -c user.email=swerl@invalid commit -q --no-verify \
+             --allow-empty -m 'base (history removed by swerl)'",
+            dir = crate::protocol::shell_quote(&self.spec.workdir)
+        );
+        let cmd = vec!["/bin/bash".into(), "-c".into(), script];
+        let daemon = &self.daemon;
+        let within = daemon.config.request_timeout;
+        let (out, err, code) = daemon.block_on(daemon.run(&self.id, cmd, within))?;
+        if code != Some(0) {
+            let text = [out, err].concat();
+            return Err(SandboxError::Start(format!(
+                "replacing the git history of {} in container {} failed (exit {code:?}): {}; \
+                 does the image have git? (squash_history can be turned off for images without \
+                 future history)",
+                self.spec.workdir,
+                short(&self.id),
+                String::from_utf8_lossy(&text).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Saves this container's filesystem as image `name` (`repo[:tag]`, tag `latest` if
+    /// none): how an environment prepared in a sandbox becomes a task image without a
+    /// registry (the tests make SWE-bench-like images this way).
+    pub fn save_as_image(&self, name: &str) -> Result<(), SandboxError> {
+        let (repo, tag) = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (name, "latest"),
+        };
+        let daemon = &self.daemon;
+        daemon.block_on(daemon.commit(&self.id, repo, tag))?;
         Ok(())
     }
 

@@ -141,6 +141,7 @@ fn grade_in_sandbox(
         workdir: opts.workdir.clone(),
         limits: opts.limits.clone(),
         env: opts.env.clone(),
+        image: task.environment_image().map(str::to_string),
     };
     let mut sandbox = factory
         .create(&sandbox_spec)

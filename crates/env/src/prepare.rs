@@ -308,13 +308,17 @@ pub struct EnvSources {
     /// field (the bundled tasks), its instance_id, `owner__name` or `name` of its repo. A
     /// folder with `.git` is exported at the task's base_commit; any other is taken as is.
     pub repos: Option<PathBuf>,
+    /// The sandbox backend takes each repository from the task's image (SWE-bench images
+    /// carry theirs at /testbed): nothing is prepared, and the source path is only a name.
+    pub repos_in_image: bool,
 }
 
 impl EnvSources {
-    /// The prepared source of `task`, building it when missing.
+    /// The prepared source of `task`, building it when missing (with `repos_in_image`, its
+    /// path, unprepared).
     pub fn source_for(&self, task: &crate::task::Task) -> Result<PathBuf, PrepareError> {
         let target = self.env_root.join(&task.instance_id);
-        if is_complete(&target) {
+        if self.repos_in_image || is_complete(&target) {
             return Ok(target);
         }
         let candidates = self.candidates(task);

@@ -66,6 +66,53 @@ impl Task {
     pub fn extra_str(&self, key: &str) -> Option<&str> {
         self.extra.get(key).and_then(Value::as_str)
     }
+
+    /// The task's own environment image: `docker_image`, else `image_name` (SWE-rebench
+    /// rows carry one of them; SWE-bench rows neither, see [`ImageTemplate`]).
+    pub fn environment_image(&self) -> Option<&str> {
+        [&self.docker_image, &self.image_name]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|s| !s.trim().is_empty())
+    }
+}
+
+/// How the image of a task that names none is derived from its instance id, e.g. SWE-bench's
+/// published images: `swebench/sweb.eval.x86_64.{swebench_id}:latest`.
+///
+/// Placeholders: `{instance_id}` as it is; `{swebench_id}` in the form of SWE-bench's Docker
+/// Hub images (lowercase, `__` written `_1776_`: `django__django-11099` becomes
+/// `django_1776_django-11099`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageTemplate(String);
+
+impl ImageTemplate {
+    /// A template; it must use a placeholder, or every task would share one image.
+    pub fn new(template: &str) -> Result<ImageTemplate, String> {
+        if !template.contains("{instance_id}") && !template.contains("{swebench_id}") {
+            return Err(format!(
+                "image template `{template}` has no {{instance_id}} or {{swebench_id}} placeholder; \
+                 for one image for every task use --image instead"
+            ));
+        }
+        Ok(ImageTemplate(template.to_string()))
+    }
+
+    /// The image of `instance_id`.
+    pub fn render(&self, instance_id: &str) -> String {
+        let swebench = instance_id.to_lowercase().replace("__", "_1776_");
+        self.0
+            .replace("{instance_id}", instance_id)
+            .replace("{swebench_id}", &swebench)
+    }
+
+    /// Gives every task without an image of its own the template's (its `docker_image`).
+    pub fn apply(&self, tasks: &mut [Task]) {
+        for task in tasks.iter_mut().filter(|t| t.environment_image().is_none()) {
+            task.docker_image = Some(self.render(&task.instance_id));
+        }
+    }
 }
 
 impl serde::Serialize for Task {

@@ -56,6 +56,7 @@ fn episode(fx: &Fixture, command_timeout: Duration) -> SweEpisode {
         workdir: "/testbed".into(),
         limits: Limits::default(),
         env: vec![],
+        image: None,
     };
     let factory = LocalFactory::new().expect("factory");
     let config = AciConfig {

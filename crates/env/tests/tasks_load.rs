@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use swerl_env::spec::test_spec;
-use swerl_env::task::{load_tasks, write_jsonl, write_parquet, Task};
+use swerl_env::task::{load_tasks, write_jsonl, write_parquet, ImageTemplate, Task};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/swebench-lite-dev")
@@ -38,6 +38,31 @@ fn real_rows_load_in_all_three_forms() {
     );
     assert_eq!(load_clean(&fixtures().join("instances.jsonl")), json);
     assert_eq!(load_clean(&fixtures().join("instances.parquet")), json);
+}
+
+/// SWE-bench rows name no image: the template gives each the name of SWE-bench's published
+/// image; a SWE-rebench row's own image wins.
+#[test]
+fn real_rows_get_swebench_image_names_and_own_images_win() {
+    let mut tasks = load_clean(&fixtures().join("instances.json"));
+    assert!(tasks.iter().all(|t| t.environment_image().is_none()));
+    tasks[1].image_name = Some("swerebench/own:1".into());
+    let template = ImageTemplate::new("swebench/sweb.eval.x86_64.{swebench_id}:latest").unwrap();
+    template.apply(&mut tasks);
+    assert_eq!(tasks[0].instance_id, "sqlfluff__sqlfluff-1517");
+    assert_eq!(
+        tasks[0].environment_image(),
+        Some("swebench/sweb.eval.x86_64.sqlfluff_1776_sqlfluff-1517:latest")
+    );
+    assert_eq!(tasks[1].environment_image(), Some("swerebench/own:1"));
+    assert_eq!(
+        ImageTemplate::new("reg/{instance_id}")
+            .unwrap()
+            .render("Org__Repo-1"),
+        "reg/Org__Repo-1"
+    );
+    let err = ImageTemplate::new("one-image:latest").unwrap_err();
+    assert!(err.contains("--image"), "{err}");
 }
 
 #[test]

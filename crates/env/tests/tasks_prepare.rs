@@ -166,6 +166,7 @@ fn env_sources_prepare_from_the_named_repository_or_explain() {
     let sources = EnvSources {
         env_root: root.path().join("envs"),
         repos: Some(repos.path().to_path_buf()),
+        repos_in_image: false,
     };
     let env = sources.source_for(&task).unwrap();
     assert_eq!(env, root.path().join("envs/calc-7").canonicalize().unwrap());
@@ -181,12 +182,21 @@ fn env_sources_prepare_from_the_named_repository_or_explain() {
     let none = EnvSources {
         env_root: root.path().join("envs"),
         repos: None,
+        repos_in_image: false,
     };
     assert!(none
         .source_for(&task)
         .unwrap_err()
         .to_string()
         .contains("no --repos given"));
+    // With the repository in the task's image nothing is looked up or prepared.
+    let in_image = EnvSources {
+        repos_in_image: true,
+        ..none
+    };
+    let path = in_image.source_for(&task).unwrap();
+    assert_eq!(path, root.path().join("envs").join(&task.instance_id));
+    assert!(!path.exists());
 }
 
 /// Regression: a source prepared moments before an episode and then edited within the same

@@ -120,6 +120,7 @@ impl SweRollout {
             workdir: self.options.workdir.clone(),
             limits: self.options.sandbox_limits.clone(),
             env: self.options.env.clone(),
+            image: task.environment_image().map(str::to_string),
         };
         let sandbox = self
             .factory

@@ -91,6 +91,7 @@ pub fn run(config: &BenchConfig) -> Result<SandboxBench, SandboxError> {
         workdir: "/testbed".into(),
         limits: Limits::default(),
         env: vec![],
+        image: None,
     };
     let create_overlay = time_creations(&factory, &spec, config.creations)?;
     let create_full_copy = time_full_copies(

@@ -144,6 +144,10 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// Extra environment variables for the shell.
     pub env: Vec<(String, String)>,
+    /// The task's own environment image (SWE-bench / SWE-rebench), for backends that run
+    /// images; `None` takes the backend's default. The local backend's environment is
+    /// `env_source`, so it ignores this.
+    pub image: Option<String>,
 }
 
 /// The result of one command in the persistent shell.

@@ -51,6 +51,7 @@ fn spec(fx: &Fixture, limits: Limits) -> SandboxSpec {
         workdir: "/testbed".into(),
         limits,
         env: vec![],
+        image: None,
     }
 }
 
@@ -544,6 +545,7 @@ fn caller_environment_reaches_the_shell() {
     let fx = fixture();
     let spec = SandboxSpec {
         env: vec![("FOO".into(), "bar baz".into())],
+        image: None,
         ..spec(&fx, Limits::default())
     };
     let mut sb = LocalFactory::new().unwrap().create_local(&spec).unwrap();

@@ -15,7 +15,7 @@ use swerl_env::task::Task;
 use swerl_model::chat::ChatTokenizer;
 use swerl_model::sampling::SamplingParams;
 use swerl_policy::{
-    server, EmbeddedPolicy, Engine, EngineConfig, EpisodeSeed, HttpBackend, HttpConfig, HttpPolicy,
+    server, EmbeddedPolicy, Engine, EpisodeSeed, HttpBackend, HttpConfig, HttpPolicy,
 };
 use swerl_rollout::{
     jobs_for, scripted_policy, DynPolicy, Job, LengthShaping, Progress, RunConfig, SweRollout,
@@ -86,6 +86,8 @@ pub struct RunArgs {
     /// Run seed (each request's seed derives from it, the task, the sample and the turn).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -296,10 +298,7 @@ impl PolicySpec {
             }
             PolicySpec::Embedded(dir) => {
                 let device = swerl_model::device::resolve_device(&args.device)?;
-                let config = EngineConfig {
-                    max_batch: args.concurrency.max(1),
-                    ..EngineConfig::default()
-                };
+                let config = args.engine.config(args.concurrency);
                 let (engine, state) = server::load_model_dir(dir, device, config, None, seed)
                     .with_context(|| format!("loading the policy model from {}", dir.display()))?;
                 let sampling = SamplingParams::rollout_default();

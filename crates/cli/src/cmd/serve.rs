@@ -44,14 +44,15 @@ pub struct Args {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = swerl_model::device::resolve_device(&args.device)?;
     let engine_config = EngineConfig {
-        max_batch: args.max_batch.max(1),
         gather: Duration::from_millis(args.gather_ms),
-        ..EngineConfig::default()
+        ..args.engine.config(args.max_batch)
     };
     let (engine, state) = server::load_model_dir(
         &args.model,

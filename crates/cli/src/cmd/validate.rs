@@ -50,9 +50,24 @@ pub struct TaskArgs {
     /// (Docker Engine API; see --image and --copy-repo).
     #[arg(long, value_enum, default_value_t = Backend::Local)]
     pub backend: Backend,
-    /// Container image for `--backend container`.
+    /// Container image for `--backend container`, for tasks that name none (a task's own
+    /// `docker_image` / `image_name`, or --image-template, wins).
     #[arg(long, value_name = "IMAGE", default_value = swerl_container::TEST_IMAGE)]
     pub image: String,
+    /// The image of each task that names none, for `--backend container`: `{instance_id}`,
+    /// or `{swebench_id}` (SWE-bench's Docker Hub form), e.g.
+    /// `swebench/sweb.eval.x86_64.{swebench_id}:latest`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub image_template: Option<String>,
+    /// With `--backend container`: pull missing images from their registry (otherwise a
+    /// missing image is an error naming it).
+    #[arg(long)]
+    pub pull: bool,
+    /// With `--backend container` and the repository from the image: keep the image's git
+    /// history. By default it is replaced by one commit, since SWE-bench images hold the
+    /// upstream history with the fix in it.
+    #[arg(long)]
+    pub keep_history: bool,
     /// Docker Engine API socket for `--backend container`.
     #[arg(long, value_name = "URL", default_value = swerl_container::DEFAULT_SOCKET)]
     pub socket: String,
@@ -88,6 +103,11 @@ impl TaskArgs {
             );
         }
         let mut tasks = loaded.tasks;
+        if let Some(template) = &self.image_template {
+            let template = swerl_env::task::ImageTemplate::new(template)
+                .map_err(|e| anyhow::anyhow!("--image-template: {e}"))?;
+            template.apply(&mut tasks);
+        }
         if !self.instances.is_empty() {
             tasks.retain(|t| self.instances.contains(&t.instance_id));
             for id in &self.instances {
@@ -110,14 +130,13 @@ impl TaskArgs {
     }
 
     pub fn env_sources(&self) -> EnvSources {
-        let default_repos = self
-            .tasks
-            .parent()
-            .map(|p| p.join("repos"))
-            .filter(|p| p.is_dir());
         EnvSources {
             env_root: self.env_root.clone(),
-            repos: self.repos.clone().or(default_repos),
+            repos: self
+                .repos
+                .clone()
+                .or_else(|| bundled_repos(&self.tasks).filter(|p| p.is_dir())),
+            repos_in_image: self.backend == Backend::Container && !self.copy_repo,
         }
     }
 
@@ -144,6 +163,8 @@ impl TaskArgs {
                     socket: self.socket.clone(),
                     image: self.image.clone(),
                     copy_repo: self.copy_repo,
+                    squash_history: !self.keep_history,
+                    pull: self.pull,
                     // A copied repository goes to a fresh directory, so nothing the image
                     // keeps at /testbed mixes into it (or into the agent's diff).
                     workdir: Some(
@@ -164,6 +185,12 @@ impl TaskArgs {
     }
 }
 
+/// The repositories of a task file that keeps them beside it, as tasks/bundled does:
+/// `<tasks dir>/repos` (whether or not it exists).
+pub fn bundled_repos(tasks_file: &Path) -> Option<PathBuf> {
+    tasks_file.parent().map(|p| p.join("repos"))
+}
+
 /// How environment sources are found, for the subcommands' help.
 pub const ENV_HELP: &str = "\
 Environment sources: every task is graded in a fresh sandbox made from the prepared source
@@ -172,7 +199,12 @@ commit). A missing source is prepared from --repos (default: the repos/ folder n
 tasks file, as for tasks/bundled): the folder named by the task's `env_repo` field, its
 instance_id, `owner__name` or `name`; a git checkout there is exported at base_commit, a plain
 folder is taken as is. Tasks outside SWE-bench's known repositories need `test_cmd` and
-`log_parser` fields.";
+`log_parser` fields.
+
+With --backend container and no --copy-repo, nothing is prepared: each task's repository comes
+from its image at /testbed (SWE-bench / SWE-rebench images), its history replaced by one commit
+unless --keep-history. A task's image is its `docker_image` or `image_name` field, else
+--image-template, else --image.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = ENV_HELP)]

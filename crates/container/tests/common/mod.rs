@@ -32,6 +32,7 @@ pub fn spec() -> SandboxSpec {
             ..Limits::default()
         },
         env: vec![("SWERL_TEST".into(), "1".into())],
+        image: None,
     }
 }
 

@@ -54,6 +54,7 @@ pub fn rollout(tasks: Vec<Task>, factory: Arc<LocalFactory>, env_root: &Path) ->
     let sources = EnvSources {
         env_root: env_root.to_path_buf(),
         repos: Some(bundled_dir().join("repos")),
+        repos_in_image: false,
     };
     SweRollout::new(tasks, sources, factory, SweOptions::default())
 }

@@ -339,6 +339,7 @@ fn bench_rollout(episodes: u32, tasks: &Path) -> anyhow::Result<String> {
     let sources = swerl_env::prepare::EnvSources {
         env_root: dir.path().join("envs"),
         repos: tasks.parent().map(|p| p.join("repos")),
+        repos_in_image: false,
     };
     let factory = Arc::new(swerl_sandbox::LocalFactory::new()?);
     let swe = swerl_rollout::SweRollout::new(chosen, sources, factory, Default::default());

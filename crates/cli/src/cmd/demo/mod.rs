@@ -223,11 +223,7 @@ impl Demo {
 
     /// Stage 1: the tokenizer trained on the corpus, and a random model of the plan's shape.
     fn make_initial_model(&self) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
-        let repos = self
-            .tasks_file
-            .parent()
-            .map(|p| p.join("repos"))
-            .unwrap_or_default();
+        let repos = super::validate::bundled_repos(&self.tasks_file).unwrap_or_default();
         let docs = corpus::documents(&self.tasks, &repos, self.plan.window_lines)?;
         let tokenizer = corpus::train(&docs, &self.plan.tokenizer)?;
         let tok_dir = self.out.join("tokenizer-and-init/tokenizer");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use swerl_model::sampling::SamplingParams;
 use swerl_policy::server::{self, ServerState};
-use swerl_policy::{EmbeddedPolicy, Engine, EngineConfig, EpisodeSeed};
+use swerl_policy::{EmbeddedPolicy, Engine, EpisodeSeed};
 use swerl_rollout::DynPolicy;
 use swerl_train::dapo_loop::BackendError;
 use swerl_train::Learner;
@@ -25,10 +25,7 @@ impl Embedded {
     /// Loads `--model` into an engine on `--device` with `--concurrency` as its batch size.
     pub(super) fn start(args: &Args, seed: u64) -> anyhow::Result<Self> {
         let device = swerl_model::device::resolve_device(&args.device)?;
-        let engine_config = EngineConfig {
-            max_batch: args.concurrency.max(1),
-            ..EngineConfig::default()
-        };
+        let engine_config = args.engine.config(args.concurrency);
         let (engine, state) =
             server::load_model_dir(&args.model, device, engine_config, None, seed)
                 .with_context(|| format!("loading the policy from {}", args.model.display()))?;

@@ -82,6 +82,8 @@ pub struct Args {
     /// Retries of a reload call after connection failures, timeouts and 5xx answers.
     #[arg(long, value_name = "N", default_value_t = 3)]
     reload_retries: u32,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
