@@ -31,15 +31,28 @@ fn sequence(t: &Trajectory, mask: Vec<u8>, advantage: f32, source: usize) -> Seq
     }
 }
 
-/// Rejection fine-tuning data (METHOD.md section 5): resolved trajectories only, loss on
-/// assistant tokens, assistant turns with a format error masked out (kept in context).
-pub fn rft_sequences(trajs: &[Trajectory]) -> (Vec<Sequence>, Selection) {
+/// Which graded trajectories supervised fine-tuning learns from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    /// Resolved ones only: rejection fine-tuning (METHOD.md section 5).
+    #[default]
+    Resolved,
+    /// Every graded one, resolved or not: plain SFT, e.g. on demonstrations whose mistakes
+    /// the model is meant to learn as well (the demo's stand-in base model).
+    All,
+}
+
+/// Rejection fine-tuning data (METHOD.md section 5): resolved trajectories only (or every
+/// graded one with [`Keep::All`]), loss on assistant tokens, assistant turns with a format
+/// error masked out (kept in context). Infrastructure failures are never kept.
+pub fn rft_sequences(trajs: &[Trajectory], keep: Keep) -> (Vec<Sequence>, Selection) {
     let mut sel = Selection::default();
     let mut out = Vec::new();
     for (i, t) in trajs.iter().enumerate() {
         if t.is_infra_failure() {
             sel.infra_failures += 1;
-        } else if !t.resolved() {
+        } else if keep == Keep::Resolved && !t.resolved() {
             sel.rejected += 1;
         } else {
             let s = sequence(t, t.loss_mask_without_format_errors(), 1.0, i);
@@ -172,7 +185,7 @@ mod tests {
             traj("a", Some(false), 0.0, false),
             traj("b", None, 0.0, false),
         ];
-        let (seqs, sel) = rft_sequences(&trajs);
+        let (seqs, sel) = rft_sequences(&trajs, Keep::Resolved);
         assert_eq!(
             sel,
             Selection {
@@ -181,6 +194,11 @@ mod tests {
                 rejected: 1,
                 empty: 0
             }
+        );
+        let (all, sel_all) = rft_sequences(&trajs, Keep::All);
+        assert_eq!(
+            (all.len(), sel_all.rejected, sel_all.infra_failures),
+            (2, 0, 1)
         );
         assert_eq!(
             seqs[0].loss_mask,

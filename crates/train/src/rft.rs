@@ -7,7 +7,7 @@ use std::path::Path;
 use swerl_trajectory::Trajectory;
 
 use crate::batch::{truncate, Sequence, Truncation};
-use crate::data::{rft_sequences, Selection};
+use crate::data::{rft_sequences, Keep, Selection};
 use crate::learner::Learner;
 use crate::metrics_log::{MetricsLog, MetricsRow};
 use crate::sampling::SplitMix64;
@@ -26,6 +26,8 @@ pub struct RftConfig {
     pub batch: usize,
     pub max_context: usize,
     pub seed: u64,
+    /// Resolved trajectories only (RFT, the default) or every graded one (plain SFT).
+    pub keep: Keep,
     #[serde(skip)]
     pub step: StepConfig,
 }
@@ -39,6 +41,7 @@ impl Default for RftConfig {
             batch: 64,
             max_context: 65_536,
             seed: 0,
+            keep: Keep::Resolved,
             step: StepConfig {
                 micro_batch_tokens: 65_536,
                 max_grad_norm: 1.0,
@@ -63,7 +66,7 @@ pub struct RftReport {
 /// Why RFT could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RftError {
-    #[error("no trajectory is usable for RFT ({0:?}): RFT trains on resolved trajectories only; check the rollout file and its grades")]
+    #[error("no trajectory is usable for RFT ({0:?}): RFT trains on resolved trajectories only (--keep all trains on every graded one); check the rollout file and its grades")]
     NothingToTrain(Selection),
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
@@ -93,7 +96,7 @@ pub fn run_rft(
     out: &Path,
     on_step: &mut dyn FnMut(u64, u64, &SftStats),
 ) -> Result<RftReport, RftError> {
-    let (mut seqs, selection) = rft_sequences(trajs);
+    let (mut seqs, selection) = rft_sequences(trajs, cfg.keep);
     if seqs.is_empty() {
         return Err(RftError::NothingToTrain(selection));
     }

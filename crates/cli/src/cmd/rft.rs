@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use swerl_train::data::Keep;
 use swerl_train::rft::{copy_tokenizer_files, run_rft, RftConfig, RftReport};
 use swerl_train::sft::StepConfig;
 use swerl_train::step::PassOptions;
@@ -14,9 +15,10 @@ use swerl_trajectory::Trajectory;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A trajectory JSONL file, or a directory whose `*.jsonl` files are all read.
-    #[arg(long, value_name = "DIR_OR_FILE")]
-    trajectories: PathBuf,
+    /// A trajectory JSONL file, or a directory whose `*.jsonl` files are all read
+    /// (repeatable: every one given is read).
+    #[arg(long, value_name = "DIR_OR_FILE", required = true)]
+    trajectories: Vec<PathBuf>,
     /// The base model: a Hugging Face model directory.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
@@ -55,10 +57,23 @@ pub struct Args {
     /// Train in float32 or bfloat16 (default: the checkpoint's dtype).
     #[arg(long)]
     dtype: Option<String>,
+    /// Which graded trajectories to learn from: `resolved` (rejection fine-tuning) or `all`
+    /// (plain supervised fine-tuning, e.g. on demonstrations).
+    #[arg(long, value_enum, default_value_t = KeepArg::Resolved)]
+    keep: KeepArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeepArg {
+    Resolved,
+    All,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let trajs = read_all(&args.trajectories)?;
+    let mut trajs = Vec::new();
+    for path in &args.trajectories {
+        trajs.extend(read_all(path)?);
+    }
     let mut learner = load_learner(&args.model, &args.device, args.dtype.as_deref())?;
     let cfg = rft_config(&args);
     let report = run_rft(
@@ -73,7 +88,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         },
     )
-    .with_context(|| format!("RFT on {}", args.trajectories.display()))?;
+    .with_context(|| {
+        let paths: Vec<String> = args
+            .trajectories
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("RFT on {}", paths.join(", "))
+    })?;
     let copied = copy_tokenizer_files(&args.model, &args.out)?;
     print_report(&report, &args.out, &copied);
     Ok(ExitCode::SUCCESS)
@@ -87,6 +109,10 @@ fn rft_config(args: &Args) -> RftConfig {
         batch: args.batch.max(1),
         max_context: args.max_context,
         seed: args.seed,
+        keep: match args.keep {
+            KeepArg::Resolved => Keep::Resolved,
+            KeepArg::All => Keep::All,
+        },
         step: StepConfig {
             micro_batch_tokens: args.micro_batch_tokens,
             max_grad_norm: 1.0,
