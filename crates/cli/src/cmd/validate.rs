@@ -214,6 +214,10 @@ pub struct Args {
     /// Where to write the JSON report.
     #[arg(long, value_name = "OUT", default_value = "runs/validate.json")]
     pub json: PathBuf,
+    /// Also write the valid tasks to this JSONL file (rows as read, with the image a
+    /// template gave them), and succeed when at least one is valid: filtering a dataset.
+    #[arg(long, value_name = "FILE")]
+    pub write_valid: Option<PathBuf>,
 }
 
 /// The validation of one task.
@@ -249,11 +253,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         results.len(),
         args.json.display()
     );
+    if let Some(path) = &args.write_valid {
+        let valid: Vec<&Task> = tasks
+            .iter()
+            .zip(&results)
+            .filter(|(_, v)| v.valid)
+            .map(|(t, _)| t)
+            .collect();
+        write_tasks(path, &valid)?;
+        println!("{} valid tasks written to {}", valid.len(), path.display());
+        return Ok(if valid.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     Ok(if invalid == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `tasks` as JSONL through a synced temporary file and a rename.
+fn write_tasks(path: &Path, tasks: &[&Task]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for t in tasks {
+        text.push_str(&serde_json::to_string(t)?);
+        text.push('\n');
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    swerl_train::checkpoint::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn validate_task(
