@@ -3,48 +3,20 @@
 //! Where the local sandbox cannot start (it needs root and bubblewrap) the test says so on
 //! stderr and returns.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod common;
+
+use common::{require_sandbox, swerl, text};
+use std::path::PathBuf;
 
 const TASKS: [&str; 2] = ["swerl-bundled__csvsniff-1", "swerl-bundled__jsonpointer-1"];
 
 fn bundled() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks/bundled/tasks.jsonl")
-}
-
-/// Runs the built `swerl` binary.
-// Only the sandbox crate may spawn processes (clippy disallowed-methods); this test must,
-// because what it checks is the binary itself: argument parsing, files written, exit codes.
-#[allow(clippy::disallowed_methods)]
-fn swerl(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_swerl"))
-        .args(args)
-        .output()
-        .expect("the swerl binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Fails (never skips) without the sandbox: a skipped check must not read as a pass.
-fn sandbox_available() -> bool {
-    if let Err(e) = swerl_sandbox::LocalFactory::new() {
-        panic!("local sandbox unavailable ({e}); run scripts/setup as root");
-    }
-    true
+    common::bundled().join("tasks.jsonl")
 }
 
 #[test]
 fn rollout_scripted_then_eval_from_the_run_directory() {
-    if !sandbox_available() {
-        return;
-    }
+    require_sandbox();
     let dir = tempfile::tempdir().unwrap();
     let (out, envs) = (dir.path().join("run"), dir.path().join("envs"));
     let tasks = bundled();
