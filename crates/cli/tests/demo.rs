@@ -4,29 +4,10 @@
 //! markers resumes them (stored episodes and checkpoints are reused, nothing is redone); a
 //! rerun with another plan is refused.
 
+mod common;
+
+use common::{require_sandbox, swerl, text};
 use std::path::Path;
-use std::process::Output;
-
-/// Runs the built `swerl` binary.
-// Only the sandbox crate may spawn processes (clippy disallowed-methods); this test must,
-// because what it checks is the binary itself: argument parsing, files written, exit codes.
-#[allow(clippy::disallowed_methods)]
-fn swerl(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_swerl"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .output()
-        .expect("the swerl binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 const STAGES: [&str; 11] = [
     "tokenizer-and-init",
@@ -48,10 +29,7 @@ fn lines(path: &Path) -> usize {
 
 #[test]
 fn quick_demo_runs_every_stage_reports_and_resumes() {
-    // Fails (never skips) without the sandbox: a skipped check must not read as a pass.
-    if let Err(e) = swerl_sandbox::LocalFactory::new() {
-        panic!("local sandbox unavailable ({e}); run scripts/setup as root");
-    }
+    require_sandbox();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
@@ -63,6 +41,23 @@ fn quick_demo_runs_every_stage_reports_and_resumes() {
             "{stage} unfinished"
         );
     }
+
+    // The stand-in base model was trained on fixes and on premature submissions alike.
+    let premature = run.join("demonstrations/premature/trajectories.jsonl");
+    let premature = swerl_rollout::read_trajectories(&premature).unwrap();
+    assert_eq!(
+        premature.len(),
+        2,
+        "one premature submission per train task"
+    );
+    assert!(premature
+        .iter()
+        .all(|t| t.grade.as_ref().is_some_and(|g| !g.resolved)));
+    let pretrain: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("pretrain/model/rft_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pretrain["selection"]["kept"], 4, "{pretrain}");
 
     // Table 1: one row per stage; both splits evaluated with k = 2 runs.
     let table = std::fs::read_to_string(run.join("table.md")).unwrap();

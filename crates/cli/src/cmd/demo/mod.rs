@@ -206,9 +206,17 @@ impl Demo {
 
     /// `--tasks FILE --env-root DIR --instance ID...` for the selected tasks of `split`.
     fn task_flags(&self, split: Option<&str>) -> Vec<String> {
+        self.task_flags_from(&self.tasks_file, split)
+    }
+
+    /// [`Demo::task_flags`] with the tasks read from `tasks_file` (same instance ids).
+    fn task_flags_from(&self, tasks_file: &Path, split: Option<&str>) -> Vec<String> {
+        let repos = super::validate::bundled_repos(&self.tasks_file).unwrap_or_default();
         let mut argv = vec![
             "--tasks".into(),
-            self.tasks_file.display().to_string(),
+            tasks_file.display().to_string(),
+            "--repos".into(),
+            repos.display().to_string(),
             "--env-root".into(),
             self.out.join("envs").display().to_string(),
             "--window-lines".into(),
@@ -253,19 +261,67 @@ impl Demo {
         Ok((Some(init), Some(note)))
     }
 
-    /// Scripted demonstrations of the train split in the initial model's tokens.
+    /// Scripted demonstrations of the train split in the initial model's tokens: ones that
+    /// fix each task (in `demonstrations/`) and ones that submit before fixing anything (in
+    /// `demonstrations/premature/`).
     fn demonstrations(&self, init: &Path) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
         let out = self.out.join("demonstrations");
         let policy = format!("scripted:{}", init.display());
-        let progress = self.rollout(&out, &policy, Some("train"), 1, &self.plan.eval, 0)?;
-        Ok((
-            Some(out),
-            Some(format!(
-                "{} demonstrations, {} resolved",
-                progress.done + progress.skipped,
-                progress.resolved
-            )),
-        ))
+        let copies = self.plan.demo_copies;
+        let fixes = self.rollout(&out, &policy, Some("train"), copies, &self.plan.eval, 0)?;
+        let mut note = format!(
+            "{} demonstrations that fix their task ({} resolved)",
+            fixes.done + fixes.skipped,
+            fixes.resolved
+        );
+        if self.plan.premature_copies > 0 {
+            // Beside the stage folder, not in it: every *.jsonl there is read as trajectories.
+            let tasks = self.out.join("premature-tasks.jsonl");
+            self.write_premature_tasks(&tasks)?;
+            let argv = self.rollout_argv(
+                &out.join("premature"),
+                &policy,
+                &self.plan.eval,
+                0,
+                self.task_flags_from(&tasks, Some("train")),
+            );
+            let args: RunArgs = parse(&argv)?;
+            let early = execute(&args, self.plan.premature_copies)?;
+            note.push_str(&format!(
+                ", {} that submit before fixing anything ({} resolved)",
+                early.done + early.skipped,
+                early.resolved
+            ));
+        }
+        Ok((Some(out), Some(note)))
+    }
+
+    /// The train tasks with `demo_commands` cut before their first edit and ended by
+    /// `submit`: reproduce the issue, find and open the file, give up.
+    fn write_premature_tasks(&self, path: &Path) -> anyhow::Result<()> {
+        let mut tasks: Vec<Task> = Vec::new();
+        for task in self
+            .tasks
+            .iter()
+            .filter(|t| t.extra_str("split") == Some("train"))
+        {
+            let commands = swerl_rollout::demo_commands(task)?;
+            let Some(first_edit) = commands.iter().position(|c| is_edit(c)) else {
+                continue;
+            };
+            let mut early: Vec<String> = commands[..first_edit].to_vec();
+            early.push("submit".into());
+            let mut task = task.clone();
+            task.extra
+                .insert("demo_commands".into(), serde_json::json!(early));
+            tasks.push(task);
+        }
+        let mut text = String::new();
+        for t in &tasks {
+            text.push_str(&serde_json::to_string(t)?);
+            text.push('\n');
+        }
+        write_atomic(path, text.as_bytes())
     }
 
     /// The starting model: supervised fine-tuning of the random model on the demonstrations.
@@ -275,8 +331,13 @@ impl Demo {
         demos: &Path,
     ) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
         let out = self.out.join("pretrain/model");
+        let mut data = vec![demos.to_path_buf()];
+        if self.plan.premature_copies > 0 {
+            data.push(demos.join("premature"));
+        }
         self.sft(
-            demos,
+            &data,
+            "all",
             init,
             &out,
             &self.plan.pretrain,
@@ -318,7 +379,8 @@ impl Demo {
         }
         let out = self.out.join("rft/model");
         self.sft(
-            samples,
+            &[samples.to_path_buf()],
+            "resolved",
             base,
             &out,
             &self.plan.rft,
@@ -330,18 +392,23 @@ impl Demo {
         ))
     }
 
-    /// `swerl rft` on `trajectories` from `model` into `out`.
+    /// `swerl rft --keep KEEP` on `trajectories` from `model` into `out`.
     fn sft(
         &self,
-        trajectories: &Path,
+        trajectories: &[PathBuf],
+        keep: &str,
         model: &Path,
         out: &Path,
         p: &SftPlan,
         max_context: usize,
     ) -> anyhow::Result<()> {
-        let argv = [
-            "--trajectories".to_string(),
-            trajectories.display().to_string(),
+        let mut argv: Vec<String> = trajectories
+            .iter()
+            .flat_map(|t| ["--trajectories".to_string(), t.display().to_string()])
+            .collect();
+        argv.extend([
+            "--keep".to_string(),
+            keep.to_string(),
             "--model".into(),
             model.display().to_string(),
             "--out".into(),
@@ -362,7 +429,7 @@ impl Demo {
             self.plan.seed.to_string(),
             "--device".into(),
             self.device.clone(),
-        ];
+        ]);
         super::rft::run(parse(&argv)?)?;
         Ok(())
     }
@@ -477,6 +544,19 @@ impl Demo {
         eval: &EvalPlan,
         seed: u64,
     ) -> anyhow::Result<swerl_rollout::Progress> {
+        let argv = self.rollout_argv(out, policy, eval, seed, self.task_flags(split));
+        execute(&parse(&argv)?, samples)
+    }
+
+    /// The arguments of `swerl rollout` of `policy` into `out` with `task_flags`.
+    fn rollout_argv(
+        &self,
+        out: &Path,
+        policy: &str,
+        eval: &EvalPlan,
+        seed: u64,
+        task_flags: Vec<String>,
+    ) -> Vec<String> {
         let mut argv = vec![
             "--policy".to_string(),
             policy.to_string(),
@@ -497,9 +577,8 @@ impl Demo {
             "--device".into(),
             self.device.clone(),
         ];
-        argv.extend(self.task_flags(split));
-        let args: RunArgs = parse(&argv)?;
-        execute(&args, samples)
+        argv.extend(task_flags);
+        argv
     }
 
     /// The evaluation summary of `split` written by the evaluation stage `name`.
@@ -559,6 +638,12 @@ fn load_selected(path: &Path, plan: &DemoPlan) -> anyhow::Result<Vec<Task>> {
         }
     }
     Ok(tasks)
+}
+
+/// An agent command that changes a file (the first one ends a premature demonstration).
+fn is_edit(command: &str) -> bool {
+    let word = command.split_whitespace().next().unwrap_or("");
+    matches!(word, "edit" | "replace" | "create" | "insert")
 }
 
 /// Parses a subcommand's arguments exactly as its command line would.

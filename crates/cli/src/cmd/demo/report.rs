@@ -161,17 +161,27 @@ fn civil(secs: u64) -> String {
 }
 
 fn notes(demo: &Demo) -> Vec<String> {
-    let m = &demo.plan.model;
-    vec![
-        format!(
-            "The starting model is not a pretrained instruct model: none can be downloaded on this \
-             machine. It is a Qwen2-architecture model with {} layers of width {} and our own \
-             byte-level BPE tokenizer ({} ids, trained on the bundled corpus), initialised at \
-             random and then supervised on scripted demonstrations of the train split. It stands in \
-             for the base instruct model of the paper; its numbers show the pipeline working, not a \
-             capable agent.",
-            m.layers, m.hidden, demo.plan.tokenizer.vocab_size
-        ),
+    let (m, p) = (&demo.plan.model, &demo.plan);
+    let mut notes = vec![format!(
+        "The starting model is not a pretrained instruct model: none can be downloaded on this \
+         machine. It is a Qwen2-architecture model with {} layers of width {} and our own \
+         byte-level BPE tokenizer ({} ids, trained on the bundled corpus), initialised at \
+         random and then supervised on scripted demonstrations of the train split. It stands in \
+         for the base instruct model of the paper; its numbers show the pipeline working, not a \
+         capable agent.",
+        m.layers, m.hidden, p.tokenizer.vocab_size
+    )];
+    if p.premature_copies > 0 {
+        notes.push(format!(
+            "Per train task it saw {} demonstration(s) that fix the issue and {} that reproduce \
+             it, open the right file and submit without a fix (premature submission, a common \
+             failure of real agents). So the base model sometimes fixes and sometimes gives up; \
+             what RFT and DAPO can learn here is, from the reward alone, which of its own \
+             behaviours to keep.",
+            p.demo_copies, p.premature_copies
+        ));
+    }
+    notes.extend([
         format!(
             "The held-out tasks are never demonstrated, sampled for RFT or trained on by DAPO; \
              they are reported apart. A model this small that has seen {} demonstrations is not \
@@ -181,7 +191,8 @@ fn notes(demo: &Demo) -> Vec<String> {
         "The stage-2 row is evaluated with stage 2's longer turn and context limits, as in the \
          paper; the other rows with stage 1's."
             .into(),
-    ]
+    ]);
+    notes
 }
 
 /// The DAPO metrics of both stages, in order.
