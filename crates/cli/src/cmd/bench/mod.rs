@@ -3,6 +3,7 @@
 //! that every number in that file can be reproduced. Figures are always reported next to the
 //! naive alternative measured in the same run (ratios), never against a remembered number.
 
+mod prefix;
 mod train;
 
 use anyhow::Context;
@@ -103,6 +104,30 @@ enum Which {
         #[arg(long, default_value_t = 200)]
         round_trips: usize,
     },
+    /// The same evaluation twice with the embedded engine, without and with its prefix
+    /// cache: wall time of each and the episodes whose sampled tokens are identical.
+    PrefixCache {
+        /// The model evaluated (e.g. runs/demo/pretrain/model, made by `swerl demo`).
+        #[arg(long, default_value = "runs/demo/pretrain/model")]
+        model: PathBuf,
+        /// Task file.
+        #[arg(long, default_value = "tasks/bundled/tasks.jsonl")]
+        tasks: PathBuf,
+        /// Only these instance ids (repeatable); all tasks of the file when none.
+        #[arg(long = "instance", value_name = "ID")]
+        instances: Vec<String>,
+        /// Runs per task.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 12)]
+        max_turns: usize,
+        #[arg(long, default_value_t = 224)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 30)]
+        window_lines: usize,
+    },
     /// Orchestration overhead per turn (episode wall time minus time inside policy and
     /// environment calls) with an in-memory environment, and N concurrent scripted episodes
     /// in real sandboxes on bundled tasks, graded.
@@ -180,6 +205,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (name, train::bench_train(&b, run.as_deref())?)
         }
         Which::Rollout { episodes, tasks } => ("rollout", bench_rollout(episodes, &tasks)?),
+        Which::PrefixCache {
+            model,
+            tasks,
+            instances,
+            runs,
+            concurrency,
+            max_turns,
+            max_new_tokens,
+            window_lines,
+        } => {
+            let b = prefix::PrefixBench {
+                model,
+                tasks,
+                instances,
+                runs: runs.max(1),
+                concurrency: concurrency.max(1),
+                max_turns,
+                max_new_tokens,
+                window_lines,
+            };
+            ("prefix-cache", prefix::bench_prefix_cache(&b)?)
+        }
         Which::Http {
             model,
             tokenizer,
