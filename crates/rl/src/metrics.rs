@@ -32,6 +32,8 @@ pub const DROPPED_ZERO_ADV: &str = "dropped/zero_adv";
 pub const DROPPED_GROUP_FILTER: &str = "dropped/group_filter";
 /// Trajectories excluded because of an infrastructure failure (not scored as reward 0).
 pub const DROPPED_INFRA: &str = "dropped/infra";
+/// Trajectories the iteration trained on (after every filter).
+pub const SAMPLES_TRAINED: &str = "samples/trained";
 /// Fraction of action tokens whose ratio was clipped below (`A < 0`, `rho < 1 - eps_low`).
 pub const CLIP_LOW: &str = "clip/low";
 /// Fraction of action tokens whose ratio was clipped above (`A > 0`, `rho > 1 + eps_high`).
@@ -85,6 +87,7 @@ pub const ALL: &[&str] = &[
     DROPPED_ZERO_ADV,
     DROPPED_GROUP_FILTER,
     DROPPED_INFRA,
+    SAMPLES_TRAINED,
     CLIP_LOW,
     CLIP_HIGH,
     RATIO_MEAN,

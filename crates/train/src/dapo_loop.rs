@@ -294,7 +294,7 @@ fn log_progress(row: &MetricsRow) {
         row.step,
         v(swerl_rl::metrics::REWARD_MEAN),
         v(swerl_rl::metrics::RESOLVED_RATE),
-        v("samples/trained"),
+        v(swerl_rl::metrics::SAMPLES_TRAINED),
         v(swerl_rl::metrics::LOSS),
         v(swerl_rl::metrics::TIME_ITERATION)
     );

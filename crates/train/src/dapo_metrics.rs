@@ -52,7 +52,7 @@ pub fn iteration_row(
     row.set(m::DROPPED_ZERO_ADV, selection.rejected as f64);
     row.set(m::DROPPED_INFRA, selection.infra_failures as f64);
     row.set("dropped/empty", selection.empty as f64);
-    row.set("samples/trained", selection.kept as f64);
+    row.set(m::SAMPLES_TRAINED, selection.kept as f64);
     row.set(m::TOKENS_TRUNCATED, truncation.tokens as f64);
     row.set("truncated/sequences", truncation.sequences as f64);
     row.set("truncated/trained_tokens", truncation.trained_tokens as f64);

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use swerl_rollout::read_trajectories;
 
 use crate::cmd::rollout::{execute, RunArgs, TRAJECTORIES};
@@ -38,8 +37,7 @@ struct Timed {
 
 pub fn bench_prefix_cache(b: &PrefixBench) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
-    // Without the cache first: the environment sources it prepares serve both runs, so
-    // preparation time is not charged to the cached run.
+    prepare_sources(b, &dir.path().join("envs"))?;
     let off = timed_run(b, 0, dir.path())?;
     let on = timed_run(b, 1024, dir.path())?;
     let identical = off
@@ -50,12 +48,14 @@ pub fn bench_prefix_cache(b: &PrefixBench) -> anyhow::Result<String> {
     Ok(format!(
         "`swerl eval` of `{model}` ({runs} runs of {tasks} tasks, concurrency {c}, at most {t} \
          turns of {n} tokens, window {w} lines; same seeds), run twice in one process: the \
-         embedded engine without and with its prefix cache (first without, so that preparing \
-         the environment sources is charged to it).\n\n\
+         embedded engine without and with its prefix cache (environment sources prepared \
+         before either run is timed).\n\n\
          | prefix cache | episodes | wall s | speed-up |\n|---|---:|---:|---:|\n\
          | off (`--prefix-cache-mib 0`) | {} | {:.1} | 1.00 |\n\
          | on (`--prefix-cache-mib {}`) | {} | {:.1} | {:.2} |\n\n\
-         Episodes with the same sampled tokens in every turn in both runs: {identical} of {}.\n",
+         Episodes with the same sampled tokens in every turn in both runs: {identical} of {} \
+         (cached keys and values equal recomputed ones up to floating-point rounding, which can \
+         flip a sampled token now and then; the trainer recomputes every log-prob anyway).\n",
         off.episodes,
         off.seconds,
         on.cache_mib,
@@ -75,6 +75,24 @@ pub fn bench_prefix_cache(b: &PrefixBench) -> anyhow::Result<String> {
         n = b.max_new_tokens,
         w = b.window_lines,
     ))
+}
+
+/// Prepares every selected task's environment source, so that neither timed run pays for it.
+fn prepare_sources(b: &PrefixBench, env_root: &Path) -> anyhow::Result<()> {
+    let sources = swerl_env::prepare::EnvSources {
+        env_root: env_root.to_path_buf(),
+        repos: crate::cmd::validate::bundled_repos(&b.tasks),
+        repos_in_image: false,
+    };
+    let loaded = swerl_env::task::load_tasks(&b.tasks)?;
+    let selected = loaded
+        .tasks
+        .iter()
+        .filter(|t| b.instances.is_empty() || b.instances.contains(&t.instance_id));
+    for task in selected {
+        sources.source_for(task)?;
+    }
+    Ok(())
 }
 
 fn timed_run(b: &PrefixBench, cache_mib: usize, dir: &Path) -> anyhow::Result<Timed> {
@@ -104,12 +122,7 @@ fn timed_run(b: &PrefixBench, cache_mib: usize, dir: &Path) -> anyhow::Result<Ti
     for id in &b.instances {
         argv.extend(["--instance".to_string(), id.clone()]);
     }
-    let command =
-        <RunArgs as clap::Args>::augment_args(clap::Command::new("bench").no_binary_name(true));
-    let matches = command
-        .try_get_matches_from(&argv)
-        .context("building the evaluation's arguments")?;
-    let args = <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    let args: RunArgs = crate::cmd::demo::parse(&argv)?;
     eprintln!("prefix cache {cache_mib} MiB: {} runs", b.runs);
     let started = Instant::now();
     execute(&args, b.runs)?;

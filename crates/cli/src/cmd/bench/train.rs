@@ -214,8 +214,8 @@ fn overhead(run: &Path) -> anyhow::Result<String> {
          generation + environment + grading (the collection's wall time); training = old \
          log-prob recompute + policy steps; overhead = everything else (rollout files, \
          advantages and batching, checkpoint + weight sync, metrics). Target: overhead under 2%.\n\n\
-         | iteration | total s | rollouts s | training s | checkpoint + sync s | other s | overhead share |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n",
+         | iteration | trajectories trained | total s | rollouts s | training s | checkpoint + sync s | other s | overhead share |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
         run.display()
     ));
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -227,8 +227,9 @@ fn overhead(run: &Path) -> anyhow::Result<String> {
         let (training, sync) = (v(m::TIME_TRAINING), v(m::TIME_SYNC));
         let other = (total - rollouts - training - sync).max(0.0);
         md.push_str(&format!(
-            "| {} | {total:.2} | {rollouts:.2} | {training:.2} | {sync:.3} | {other:.3} | {:.2}% |\n",
+            "| {} | {} | {total:.2} | {rollouts:.2} | {training:.2} | {sync:.3} | {other:.3} | {:.2}% |\n",
             row["step"],
+            v(m::SAMPLES_TRAINED),
             100.0 * (sync + other) / total.max(f64::MIN_POSITIVE)
         ));
     }

@@ -647,11 +647,13 @@ fn is_edit(command: &str) -> bool {
 }
 
 /// Parses a subcommand's arguments exactly as its command line would.
-fn parse<A: clap::Args + clap::FromArgMatches, S: AsRef<str>>(argv: &[S]) -> anyhow::Result<A> {
+pub(crate) fn parse<A: clap::Args + clap::FromArgMatches, S: AsRef<str>>(
+    argv: &[S],
+) -> anyhow::Result<A> {
     let command = A::augment_args(clap::Command::new("swerl").no_binary_name(true));
     let matches = command
         .try_get_matches_from(argv.iter().map(AsRef::as_ref))
-        .map_err(|e| anyhow::anyhow!("the demo built invalid arguments: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("invalid arguments built for a subcommand: {e}"))?;
     Ok(A::from_arg_matches(&matches)?)
 }
 
