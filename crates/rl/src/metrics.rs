@@ -34,6 +34,8 @@ pub const DROPPED_GROUP_FILTER: &str = "dropped/group_filter";
 pub const DROPPED_INFRA: &str = "dropped/infra";
 /// Trajectories the iteration trained on (after every filter).
 pub const SAMPLES_TRAINED: &str = "samples/trained";
+/// Dynamic sampling: problems sampled beyond P to refill the batch with informative groups.
+pub const REFILL_PROBLEMS: &str = "dynamic/refill_problems";
 /// Fraction of action tokens whose ratio was clipped below (`A < 0`, `rho < 1 - eps_low`).
 pub const CLIP_LOW: &str = "clip/low";
 /// Fraction of action tokens whose ratio was clipped above (`A > 0`, `rho > 1 + eps_high`).
@@ -88,6 +90,7 @@ pub const ALL: &[&str] = &[
     DROPPED_GROUP_FILTER,
     DROPPED_INFRA,
     SAMPLES_TRAINED,
+    REFILL_PROBLEMS,
     CLIP_LOW,
     CLIP_HIGH,
     RATIO_MEAN,

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use swerl_rl::advantage::AdvantageEstimator;
+use swerl_rl::filter::SampleFilter;
 use swerl_rl::loss::ClipRange;
 
 use crate::optim::AdamWConfig;
@@ -53,6 +54,14 @@ pub struct DapoConfig {
     pub max_grad_norm: f64,
     pub clip: ClipRange,
     pub advantage: AdvantageEstimator,
+    /// Which samples reach the optimizer: `zero_advantage` (the paper: drop samples with
+    /// advantage 0, no refill) or `dynamic_sampling` (DAPO: keep groups with
+    /// 0 < #resolved < G and sample more problems until P such groups are found).
+    pub sample_filter: SampleFilter,
+    /// Dynamic sampling: refill collections per iteration at most.
+    pub refill_rounds: u32,
+    /// Dynamic sampling: a refill asks for at most this many problems per group still needed.
+    pub refill_max_factor: usize,
     /// Padded tokens per micro-batch (the memory bound).
     pub micro_batch_tokens: usize,
     pub pass: PassOptions,
@@ -82,6 +91,9 @@ struct RawConfig {
     max_grad_norm: Option<f64>,
     clip: Option<ClipRange>,
     advantage: Option<AdvantageEstimator>,
+    sample_filter: Option<SampleFilter>,
+    refill_rounds: Option<u32>,
+    refill_max_factor: Option<usize>,
     micro_batch_tokens: Option<usize>,
     pass: Option<PassOptions>,
     eval_every: Option<u64>,
@@ -108,6 +120,9 @@ impl DapoConfig {
             max_grad_norm: 1.0,
             clip: ClipRange::STAGE1,
             advantage: AdvantageEstimator::default(),
+            sample_filter: SampleFilter::ZeroAdvantage,
+            refill_rounds: 3,
+            refill_max_factor: 3,
             micro_batch_tokens: 65_536,
             pass: PassOptions {
                 checkpointing: true,
@@ -168,6 +183,9 @@ impl DapoConfig {
             max_grad_norm: r.max_grad_norm.unwrap_or(base.max_grad_norm),
             clip: r.clip.unwrap_or(base.clip),
             advantage: r.advantage.unwrap_or(base.advantage),
+            sample_filter: r.sample_filter.unwrap_or(base.sample_filter),
+            refill_rounds: r.refill_rounds.unwrap_or(base.refill_rounds),
+            refill_max_factor: r.refill_max_factor.unwrap_or(base.refill_max_factor),
             micro_batch_tokens: r.micro_batch_tokens.unwrap_or(base.micro_batch_tokens),
             pass: r.pass.unwrap_or(base.pass),
             eval_every: r.eval_every.unwrap_or(base.eval_every),
@@ -185,6 +203,7 @@ impl DapoConfig {
             ("max_context", self.max_context),
             ("micro_batch_tokens", self.micro_batch_tokens),
             ("keep_checkpoints", self.keep_checkpoints),
+            ("refill_max_factor", self.refill_max_factor),
         ];
         for (field, v) in positive {
             if v == 0 {

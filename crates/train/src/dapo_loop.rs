@@ -3,6 +3,8 @@
 //! One iteration, as named steps:
 //! 1. [`choose_problems`]: P problems, a pure function of `(seed, iteration)`;
 //! 2. `collect`: G rollouts each through the [`RolloutBackend`] (episodes, grading, reward);
+//!    with DAPO's dynamic sampling, [`DapoRun::dynamic_sampling`] keeps the groups with
+//!    0 < #resolved < G and refills from the rest of the pool;
 //! 3. [`prepare_sequences`]: advantages per task group, zero-advantage and infrastructure
 //!    samples dropped, truncation to the context limit counted;
 //! 4. [`train_epoch`]: old log-probs recomputed by the trainer, then one epoch of mini-batch
@@ -19,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use swerl_rl::filter::{self, SampleFilter};
 use swerl_rl::loss::PolicyLossConfig;
+use swerl_rl::metrics as m;
 use swerl_trajectory::Trajectory;
 
 use crate::batch::{truncate, Sequence, Truncation};
@@ -67,6 +71,38 @@ pub trait RolloutBackend {
     fn evaluate(&mut self, iteration: u64, tasks: &[String]) -> Result<Rollouts, BackendError> {
         self.collect(iteration, tasks, 1)
     }
+
+    /// More rollouts within `iteration` for dynamic sampling (refill `round`, from 1), of
+    /// other tasks than `collect` got. Returns only the new trajectories; a backend that
+    /// stores episodes per iteration must keep them apart (the default just collects).
+    fn refill(
+        &mut self,
+        iteration: u64,
+        _round: u32,
+        tasks: &[String],
+        group_size: usize,
+    ) -> Result<Rollouts, BackendError> {
+        self.collect(iteration, tasks, group_size)
+    }
+}
+
+impl Rollouts {
+    /// Adds `more`'s trajectories and times (a refill of the same iteration).
+    fn extend(&mut self, more: Rollouts) {
+        self.trajectories.extend(more.trajectories);
+        self.generation_s += more.generation_s;
+        self.env_s += more.env_s;
+        self.grading_s += more.grading_s;
+    }
+}
+
+/// What dynamic sampling did in one iteration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refill {
+    /// Problems sampled beyond P.
+    pub problems: usize,
+    /// Samples of the groups dropped as all resolved or all unresolved.
+    pub dropped_samples: usize,
 }
 
 /// Why the loop stopped.
@@ -113,6 +149,7 @@ pub struct DapoRun {
 /// Stream ids of the run's independent random draws (see [`crate::sampling`]).
 const EVAL_SUBSET_STREAM: u64 = u64::MAX;
 const SHUFFLE_STREAM_BASE: u64 = 1 << 40;
+const REFILL_STREAM_BASE: u64 = 1 << 41;
 
 impl DapoRun {
     /// A run over `pool`; the evaluation subset is a seeded draw of `config.eval_tasks` tasks.
@@ -170,12 +207,19 @@ impl DapoRun {
     ) -> Result<MetricsRow, LoopError> {
         let started = Instant::now();
         let tasks = choose_problems(&self.pool, &self.config, iteration);
-        let rollouts = backend
+        let mut rollouts = backend
             .collect(iteration, &tasks, self.config.group_size)
             .map_err(backend_err(iteration, "collect"))?;
+        let (training, refill) = match self.config.sample_filter {
+            SampleFilter::ZeroAdvantage => (rollouts.trajectories.clone(), None),
+            SampleFilter::DynamicSampling => {
+                let (kept, refill) =
+                    self.dynamic_sampling(backend, iteration, &tasks, &mut rollouts)?;
+                (kept, Some(refill))
+            }
+        };
         self.save_rollouts(iteration, &rollouts.trajectories)?;
-        let (seqs, selection, truncation) =
-            prepare_sequences(&rollouts.trajectories, &self.config, iteration)?;
+        let (seqs, selection, truncation) = prepare_sequences(&training, &self.config, iteration)?;
         let train_started = Instant::now();
         let mut train = train_epoch(&mut self.learner, &seqs, &self.config)
             .map_err(|error| LoopError::Loss { iteration, error })?;
@@ -188,6 +232,10 @@ impl DapoRun {
         let sync_s = sync_started.elapsed().as_secs_f64();
         let eval = self.maybe_evaluate(backend, iteration)?;
         let mut row = iteration_row(iteration, &rollouts, &selection, &truncation, &train);
+        if let Some(refill) = refill {
+            row.set(m::REFILL_PROBLEMS, refill.problems as f64);
+            row.set(m::DROPPED_GROUP_FILTER, refill.dropped_samples as f64);
+        }
         row.set(swerl_rl::metrics::TIME_SYNC, sync_s);
         row.set(
             swerl_rl::metrics::TIME_ITERATION,
@@ -197,6 +245,57 @@ impl DapoRun {
             row.set(&name, value);
         }
         Ok(row)
+    }
+
+    /// DAPO's dynamic sampling: keeps the groups of `rollouts` with 0 < #resolved < G (a
+    /// group all resolved or all unresolved teaches nothing) and, while fewer than P remain,
+    /// collects more problems from the rest of the pool, at most `refill_rounds` times, each
+    /// asking for `groups_to_request(needed, observed keep rate, refill_max_factor)`.
+    /// Every collected trajectory stays in `rollouts` (the record and the reward metrics);
+    /// the returned trajectories are those of the first P kept groups.
+    pub fn dynamic_sampling(
+        &self,
+        backend: &mut dyn RolloutBackend,
+        iteration: u64,
+        first: &[String],
+        rollouts: &mut Rollouts,
+    ) -> Result<(Vec<Trajectory>, Refill), LoopError> {
+        let target = self.config.problems_per_iteration;
+        let mut chosen: Vec<String> = first.to_vec();
+        let mut refill = Refill::default();
+        let mut kept = keep_informative(&rollouts.trajectories);
+        for round in 1..=self.config.refill_rounds {
+            let needed = target.saturating_sub(kept.len());
+            let rest: Vec<String> = self
+                .pool
+                .iter()
+                .filter(|t| !chosen.contains(t))
+                .cloned()
+                .collect();
+            if needed == 0 || rest.is_empty() {
+                break;
+            }
+            let keep_rate = kept.len() as f64 / chosen.len().max(1) as f64;
+            let count = filter::groups_to_request(needed, keep_rate, self.config.refill_max_factor);
+            let stream = REFILL_STREAM_BASE + iteration * 64 + u64::from(round);
+            let more = sample(&rest, count, self.config.seed, stream);
+            let got = backend
+                .refill(iteration, round, &more, self.config.group_size)
+                .map_err(backend_err(iteration, "refill"))?;
+            refill.problems += more.len();
+            chosen.extend(more);
+            rollouts.extend(got);
+            kept = keep_informative(&rollouts.trajectories);
+        }
+        let graded = rollouts
+            .trajectories
+            .iter()
+            .filter(|t| !t.is_infra_failure())
+            .count();
+        kept.truncate(target);
+        let training: Vec<Trajectory> = kept.into_iter().flatten().cloned().collect();
+        refill.dropped_samples = graded.saturating_sub(training.len());
+        Ok((training, refill))
     }
 
     fn maybe_evaluate(
@@ -298,6 +397,24 @@ fn log_progress(row: &MetricsRow) {
         v(swerl_rl::metrics::LOSS),
         v(swerl_rl::metrics::TIME_ITERATION)
     );
+}
+
+/// The groups (by task, in order of first appearance) whose graded trajectories are neither
+/// all resolved nor all unresolved; infrastructure failures belong to no group.
+fn keep_informative(trajs: &[Trajectory]) -> Vec<Vec<&Trajectory>> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
+    for t in trajs.iter().filter(|t| !t.is_infra_failure()) {
+        if !groups.contains_key(t.task_id.as_str()) {
+            order.push(&t.task_id);
+        }
+        groups.entry(&t.task_id).or_default().push(t);
+    }
+    let in_order: Vec<Vec<&Trajectory>> = order
+        .into_iter()
+        .map(|task| groups.remove(task).unwrap_or_default())
+        .collect();
+    filter::filter_groups(in_order, |t| t.resolved(), 0).kept
 }
 
 /// Step 1: the problems of `iteration`, drawn without replacement from the pool.

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{flat_weights, toy_model, trajectory, ToyBackend};
+use swerl_rl::filter::SampleFilter;
 use swerl_train::config::DapoConfig;
 use swerl_train::dapo_loop::DapoRun;
+use swerl_train::dapo_loop::{BackendError, RolloutBackend, Rollouts};
 use swerl_train::metrics_log::MetricsRow;
 use swerl_train::sampling::filter_pool;
 use swerl_train::{AdamWConfig, Learner};
@@ -158,4 +160,129 @@ fn infrastructure_failures_are_counted_never_scored() {
     assert_eq!(row.values["resolved_rate"], 0.5);
     assert_eq!(row.values["dropped/infra"], 1.0);
     assert_eq!(row.values["rollouts"], 3.0);
+}
+
+/// Tasks whose outcome is fixed by their name: `easy-*` always resolved, `hard-*` never,
+/// `mid-*` resolved on even sample indices. Records every call.
+#[derive(Default)]
+struct OutcomeBackend {
+    collected: Vec<Vec<String>>,
+    refills: Vec<(u32, Vec<String>)>,
+}
+
+impl OutcomeBackend {
+    fn rollouts(tasks: &[String], g: usize) -> Rollouts {
+        let mut trajectories = Vec::new();
+        for task in tasks {
+            for s in 0..g as u32 {
+                let resolved = task.starts_with("easy") || (task.starts_with("mid") && s % 2 == 0);
+                let reward = if resolved { 1.0 } else { 0.0 };
+                trajectories.push(trajectory(
+                    task,
+                    s,
+                    &[1, 2],
+                    &[3, 4],
+                    &[-1.0, -1.0],
+                    reward,
+                    resolved,
+                ));
+            }
+        }
+        Rollouts {
+            trajectories,
+            ..Rollouts::default()
+        }
+    }
+}
+
+impl RolloutBackend for OutcomeBackend {
+    fn collect(&mut self, _: u64, tasks: &[String], g: usize) -> Result<Rollouts, BackendError> {
+        self.collected.push(tasks.to_vec());
+        Ok(Self::rollouts(tasks, g))
+    }
+
+    fn refill(
+        &mut self,
+        _: u64,
+        round: u32,
+        tasks: &[String],
+        g: usize,
+    ) -> Result<Rollouts, BackendError> {
+        self.refills.push((round, tasks.to_vec()));
+        Ok(Self::rollouts(tasks, g))
+    }
+
+    fn sync(&mut self, _: &Learner, _: &Path) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+fn outcome_pool() -> Vec<String> {
+    ["easy", "hard", "mid"]
+        .iter()
+        .flat_map(|kind| (0..4).map(move |k| format!("{kind}-{k}")))
+        .collect()
+}
+
+fn outcome_config(filter: SampleFilter) -> DapoConfig {
+    let mut c = toy_config(1);
+    c.problems_per_iteration = 3;
+    c.group_size = 2;
+    c.batch_trajectories = 6;
+    c.eval_every = 0;
+    c.sample_filter = filter;
+    c.refill_rounds = 4;
+    c
+}
+
+/// DAPO's dynamic sampling: groups all resolved or all unresolved are dropped and more
+/// problems are drawn, never one already collected, until P informative groups are found;
+/// only those are trained on. The paper's default never refills.
+#[test]
+fn dynamic_sampling_refills_with_informative_groups_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let learner = Learner::new(toy_model(5), AdamWConfig::default());
+    let mut backend = OutcomeBackend::default();
+    let config = outcome_config(SampleFilter::DynamicSampling);
+    let mut run = DapoRun::new(config, learner, dir.path(), outcome_pool()).unwrap();
+    let rows = run.run(&mut backend, false, &BTreeMap::new()).unwrap();
+    assert!(
+        !backend.refills.is_empty(),
+        "seed 11's first draw must lack informative groups for this test to mean anything: {:?}",
+        backend.collected
+    );
+    let mut seen: Vec<&String> = backend.collected[0].iter().collect();
+    for (i, (round, tasks)) in backend.refills.iter().enumerate() {
+        assert_eq!(*round as usize, i + 1);
+        for t in tasks {
+            assert!(!seen.contains(&t), "{t} collected twice");
+            seen.push(t);
+        }
+    }
+    let mids = seen.iter().filter(|t| t.starts_with("mid")).count();
+    let row = &rows[0].values;
+    assert!(mids >= 3 || seen.len() == 12, "stopped early: {seen:?}");
+    assert_eq!(row["samples/trained"], 2.0 * mids.min(3) as f64, "{row:?}");
+    assert_eq!(
+        row["dynamic/refill_problems"],
+        (seen.len() - 3) as f64,
+        "{row:?}"
+    );
+    assert_eq!(
+        row["dropped/group_filter"],
+        (2 * seen.len()) as f64 - row["samples/trained"],
+        "{row:?}"
+    );
+    // The record keeps every collected episode, refills included.
+    let saved = std::fs::read_to_string(dir.path().join("rollouts/iter-000000.jsonl")).unwrap();
+    assert_eq!(saved.lines().count(), 2 * seen.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let learner = Learner::new(toy_model(5), AdamWConfig::default());
+    let mut plain = OutcomeBackend::default();
+    let config = outcome_config(SampleFilter::ZeroAdvantage);
+    let mut run = DapoRun::new(config, learner, dir.path(), outcome_pool()).unwrap();
+    let rows = run.run(&mut plain, false, &BTreeMap::new()).unwrap();
+    assert!(plain.refills.is_empty());
+    assert!(!rows[0].values.contains_key("dynamic/refill_problems"));
 }

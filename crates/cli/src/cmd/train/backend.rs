@@ -99,6 +99,24 @@ impl RolloutBackend for SweBackend {
         self.episodes(&format!("iter-{iteration:06}"), iteration, tasks, g)
     }
 
+    /// Stored apart from the iteration's first collection (`iter-N-refill-R.jsonl`), whose
+    /// file `collect` returns whole, with seeds of a stream of its own.
+    fn refill(
+        &mut self,
+        iteration: u64,
+        round: u32,
+        tasks: &[String],
+        g: usize,
+    ) -> Result<Rollouts, BackendError> {
+        let name = format!("iter-{iteration:06}-refill-{round}");
+        self.episodes(
+            &name,
+            (1 << 62) | (u64::from(round) << 40) | iteration,
+            tasks,
+            g,
+        )
+    }
+
     fn sync(&mut self, learner: &Learner, checkpoint: &Path) -> Result<(), BackendError> {
         self.sampler.sync(learner, checkpoint)
     }
