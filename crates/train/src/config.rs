@@ -49,6 +49,10 @@ pub struct DapoConfig {
     pub max_turns: u32,
     /// L_thr of the turn penalty.
     pub turn_threshold: u32,
+    /// The length penalty added to the outcome reward: the paper's turn penalty (from
+    /// `turn_threshold` and `max_turns`) unless set; `"none"` or DAPO's
+    /// `{"soft_overlong": {"max_len": 20480, "cache_len": 4096}}` instead.
+    pub length_shaping: Option<swerl_rl::reward::LengthShaping>,
     pub lr: f64,
     pub adamw: AdamWConfig,
     pub max_grad_norm: f64,
@@ -86,6 +90,7 @@ struct RawConfig {
     max_context: Option<usize>,
     max_turns: Option<u32>,
     turn_threshold: Option<u32>,
+    length_shaping: Option<swerl_rl::reward::LengthShaping>,
     lr: Option<f64>,
     adamw: Option<AdamWConfig>,
     max_grad_norm: Option<f64>,
@@ -115,6 +120,7 @@ impl DapoConfig {
             max_context: 65_536,
             max_turns: swerl_rl::reward::STAGE1_MAX_TURNS,
             turn_threshold: swerl_rl::reward::DEFAULT_TURN_THRESHOLD,
+            length_shaping: None,
             lr: 1e-6,
             adamw: AdamWConfig::default(),
             max_grad_norm: 1.0,
@@ -178,6 +184,7 @@ impl DapoConfig {
             max_context: r.max_context.unwrap_or(base.max_context),
             max_turns: r.max_turns.unwrap_or(base.max_turns),
             turn_threshold: r.turn_threshold.unwrap_or(base.turn_threshold),
+            length_shaping: r.length_shaping.or(base.length_shaping),
             lr: r.lr.unwrap_or(base.lr),
             adamw: r.adamw.unwrap_or(base.adamw),
             max_grad_norm: r.max_grad_norm.unwrap_or(base.max_grad_norm),
@@ -309,6 +316,30 @@ mod tests {
     fn explicit_fields_override_the_stage() {
         let c = DapoConfig::from_json_str(r#"{"stage": 2, "group_size": 4}"#, "t").unwrap();
         assert_eq!((c.group_size, c.max_turns), (4, 80));
+    }
+
+    #[test]
+    fn sample_filter_and_length_shaping_are_options() {
+        let c = DapoConfig::from_json_str("{}", "t").unwrap();
+        assert_eq!(c.sample_filter, SampleFilter::ZeroAdvantage);
+        assert_eq!(c.length_shaping, None, "the turn penalty of the stage");
+        let text = r#"{"sample_filter": "dynamic_sampling", "refill_rounds": 2,
+            "length_shaping": {"soft_overlong": {"max_len": 20480, "cache_len": 4096}}}"#;
+        let c = DapoConfig::from_json_str(text, "t").unwrap();
+        assert_eq!(
+            (c.sample_filter, c.refill_rounds),
+            (SampleFilter::DynamicSampling, 2)
+        );
+        let shaping = c.length_shaping.expect("set");
+        let length = |tokens| swerl_rl::reward::EpisodeLength {
+            turns: 1,
+            response_tokens: tokens,
+        };
+        assert_eq!(shaping.penalty(length(16_384)), 0.0);
+        assert_eq!(shaping.penalty(length(20_481)), -1.0);
+        let bad = r#"{"length_shaping": {"soft_overlong": {"max_len": 10, "cache_len": 20}}}"#;
+        let msg = DapoConfig::from_json_str(bad, "t").unwrap_err().to_string();
+        assert!(msg.contains("cache_len"), "{msg}");
     }
 
     #[test]

@@ -149,8 +149,13 @@ pub(super) fn split_wall_time(trajectories: Vec<Trajectory>, wall_s: f64) -> Rol
 }
 
 fn run_config(args: &Args, config: &DapoConfig) -> anyhow::Result<RunConfig> {
-    let penalty = TurnPenalty::new(config.turn_threshold, config.max_turns)
-        .context("turn_threshold and max_turns of the config")?;
+    let reward = match config.length_shaping {
+        Some(shaping) => shaping,
+        None => LengthShaping::TurnPenalty(
+            TurnPenalty::new(config.turn_threshold, config.max_turns)
+                .context("turn_threshold and max_turns of the config")?,
+        ),
+    };
     Ok(RunConfig {
         concurrency: args.concurrency.max(1),
         max_attempts: args.attempts.max(1),
@@ -161,7 +166,7 @@ fn run_config(args: &Args, config: &DapoConfig) -> anyhow::Result<RunConfig> {
             wall_time: Duration::from_secs(args.episode_timeout),
             ..Limits::default()
         },
-        reward: LengthShaping::TurnPenalty(penalty),
+        reward,
         versions: super::versions(args),
     })
 }
