@@ -33,12 +33,13 @@ cd "$(dirname "$0")/../.."
 : "${RFT_EPOCHS:=1}"
 : "${RFT_LR:=5e-6}"
 : "${RFT_BATCH:=64}"
+: "${PREFIX_CACHE_MIB:=16384}" # keys and values kept across turns (Qwen2.5-7B, bf16: ~57 kB a token)
 
 # shellcheck disable=SC2206 # TASK_FLAGS is a list of flags
 tasks=(--tasks "$TASKS" --env-root "$OUT/envs" $TASK_FLAGS)
 limits=(--max-turns "$MAX_TURNS" --turn-threshold "$TURN_THRESHOLD" --max-context "$MAX_CONTEXT"
   --max-new-tokens "$MAX_NEW_TOKENS")
-run=(--concurrency "$CONCURRENCY" --device "$DEVICE")
+run=(--concurrency "$CONCURRENCY" --device "$DEVICE" --prefix-cache-mib "$PREFIX_CACHE_MIB")
 mkdir -p "$OUT"
 
 "$SWERL" eval "${tasks[@]}" --split "$EVAL_SPLIT" --policy "embedded:$MODEL" --runs "$RUNS" \

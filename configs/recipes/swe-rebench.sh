@@ -37,6 +37,7 @@ cd "$(dirname "$0")/../.."
 : "${EVAL_MAX_CONTEXT:=131072}"
 : "${MAX_NEW_TOKENS:=4096}"
 : "${TURN_THRESHOLD:=10}"                  # L_thr of the turn penalty
+: "${PREFIX_CACHE_MIB:=16384}"             # the embedded engine's keys and values across turns
 
 backend=(--backend container --socket "$SOCKET" $PULL --env-root "$OUT/envs")
 [ -n "$IMAGE_TEMPLATE" ] && backend+=(--image-template "$IMAGE_TEMPLATE")
@@ -55,7 +56,8 @@ newest() { echo "$(ls -d "$1"/checkpoints/iter-* | sort | tail -n1)/model"; }
 # 2. RFT: sample the base model RFT_SAMPLES times per task, keep the resolved trajectories.
 "$SWERL" rollout --tasks "$OUT/tasks.jsonl" "${backend[@]}" --policy "$RFT_POLICY" \
   --samples "$RFT_SAMPLES" --concurrency "$CONCURRENCY" --max-turns 40 --turn-threshold "$TURN_THRESHOLD" \
-  --max-context 65536 --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" --out "$OUT/rft-samples"
+  --max-context 65536 --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" \
+  --prefix-cache-mib "$PREFIX_CACHE_MIB" --out "$OUT/rft-samples"
 "$SWERL" rft --trajectories "$OUT/rft-samples" --model "$MODEL" --out "$OUT/rft" \
   --epochs 1 --lr 5e-6 --warmup 10 --batch 64 --max-context 65536 --checkpointing --device "$DEVICE"
 
@@ -65,14 +67,16 @@ newest() { echo "$(ls -d "$1"/checkpoints/iter-* | sort | tail -n1)/model"; }
 # shellcheck disable=SC2086 # TRAIN_FLAGS is a list of flags
 "$SWERL" train --config "$STAGE1" --model "$OUT/rft" --out "$OUT/stage1" \
   --tasks "$OUT/tasks.jsonl" "${backend[@]}" --concurrency "$CONCURRENCY" \
-  --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" $TRAIN_FLAGS $(resume "$OUT/stage1")
+  --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" --prefix-cache-mib "$PREFIX_CACHE_MIB" \
+  $TRAIN_FLAGS $(resume "$OUT/stage1")
 "$SWERL" train --config "$STAGE2" --model "$(newest "$OUT/stage1")" --out "$OUT/stage2" \
   --tasks "$OUT/tasks.jsonl" "${backend[@]}" ${POOL_FROM:+--pool-from "$POOL_FROM"} \
   --concurrency "$CONCURRENCY" --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" \
-  $TRAIN_FLAGS $(resume "$OUT/stage2")
+  --prefix-cache-mib "$PREFIX_CACHE_MIB" $TRAIN_FLAGS $(resume "$OUT/stage2")
 
 # 4. Evaluation: Pass@1 +- SEM over EVAL_RUNS runs, Pass@k, submit share, mean turns.
 "$SWERL" eval --tasks "$EVAL_TASKS" "${eval_backend[@]}" --policy "embedded:$(newest "$OUT/stage2")" \
   --runs "$EVAL_RUNS" --concurrency "$CONCURRENCY" --max-turns "$EVAL_MAX_TURNS" --turn-threshold "$TURN_THRESHOLD" \
   --max-context "$EVAL_MAX_CONTEXT" \
-  --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" --out "$OUT/eval"
+  --max-new-tokens "$MAX_NEW_TOKENS" --device "$DEVICE" --prefix-cache-mib "$PREFIX_CACHE_MIB" \
+  --out "$OUT/eval"
