@@ -24,9 +24,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use swerl_model::generate::{
-    generate_reusing, CachedPrefix, FinishReason, GenerationConfig, GenerationRequest,
+    generate, generate_reusing, CachedPrefix, FinishReason, GenerationConfig, GenerationOutput,
+    GenerationRequest,
 };
-use swerl_model::qwen2::Qwen2;
+use swerl_model::qwen2::{Qwen2, SequenceKv};
 use swerl_model::sampling::SamplingParams;
 use tch::Tensor;
 
@@ -417,8 +418,8 @@ impl Worker {
         }
     }
 
-    /// One batched generation; a panic inside libtorch (out of memory, a device error)
-    /// fails this batch's requests instead of the engine.
+    /// One batched generation, answered request by request; a failed or panicking
+    /// generation fails this batch's requests instead of the engine.
     fn run_batch(&mut self, batch: Vec<(GenerateJob, Reply)>) {
         let longest = batch
             .iter()
@@ -438,7 +439,31 @@ impl Worker {
                 seed: j.seed,
             })
             .collect();
-        let hits = self.lookup_prefixes(&requests);
+        let result = self.generate_batch(&requests, &config);
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(outputs) => self.answer(batch, outputs),
+            Err(e) => batch
+                .into_iter()
+                .for_each(|(_, reply)| reply(Err(e.clone()))),
+        }
+    }
+
+    /// The batched generation, through the prefix cache when it is on (without it, no
+    /// sequence's keys and values are copied out).
+    fn generate_batch(
+        &mut self,
+        requests: &[GenerationRequest],
+        config: &GenerationConfig,
+    ) -> Result<Vec<GenerationOutput>, EngineError> {
+        let prompt: usize = requests.iter().map(|r| r.prompt.len()).sum();
+        self.counters
+            .prompt_tokens
+            .fetch_add(prompt as u64, Ordering::Relaxed);
+        if self.prefix.disabled() {
+            return catching(|| generate(&self.model, requests, config, None));
+        }
+        let hits = self.lookup_prefixes(requests);
         let prefixes: Vec<Option<CachedPrefix<'_>>> = hits
             .iter()
             .map(|h| {
@@ -448,39 +473,21 @@ impl Worker {
                 })
             })
             .collect();
-        let result = match catch_unwind(AssertUnwindSafe(|| {
-            generate_reusing(&self.model, &requests, &prefixes, &config, None)
-        })) {
-            Ok(Ok(outputs)) => Ok(outputs),
-            Ok(Err(e)) => Err(EngineError::Failed(e.to_string())),
-            Err(panic) => Err(EngineError::Failed(panic_message(&panic))),
-        };
-        self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(outputs) => {
-                let outputs = self.keep_prefixes(&requests, outputs);
-                self.answer(batch, outputs)
-            }
-            Err(e) => batch
-                .into_iter()
-                .for_each(|(_, reply)| reply(Err(e.clone()))),
-        }
+        let outputs =
+            catching(|| generate_reusing(&self.model, requests, &prefixes, config, None))?;
+        Ok(self.keep_prefixes(requests, outputs))
     }
 
     /// The cached prefix of each request's prompt, counted in the stats.
     fn lookup_prefixes(&mut self, requests: &[GenerationRequest]) -> Vec<Option<Hit>> {
-        if self.prefix.disabled() {
-            return Vec::new();
-        }
         let hits: Vec<Option<Hit>> = requests
             .iter()
             .map(|r| self.prefix.lookup(&r.prompt))
             .collect();
-        let prompt: usize = requests.iter().map(|r| r.prompt.len()).sum();
         let reused: usize = hits.iter().flatten().map(|h| h.len).sum();
-        let c = &self.counters;
-        c.prompt_tokens.fetch_add(prompt as u64, Ordering::Relaxed);
-        c.reused_tokens.fetch_add(reused as u64, Ordering::Relaxed);
+        self.counters
+            .reused_tokens
+            .fetch_add(reused as u64, Ordering::Relaxed);
         hits
     }
 
@@ -489,20 +496,15 @@ impl Worker {
     fn keep_prefixes(
         &mut self,
         requests: &[GenerationRequest],
-        outputs: Vec<(
-            swerl_model::generate::GenerationOutput,
-            swerl_model::qwen2::SequenceKv,
-        )>,
-    ) -> Vec<swerl_model::generate::GenerationOutput> {
+        outputs: Vec<(GenerationOutput, SequenceKv)>,
+    ) -> Vec<GenerationOutput> {
         outputs
             .into_iter()
             .zip(requests)
             .map(|((out, kv), request)| {
-                if !self.prefix.disabled() {
-                    let mut tokens = request.prompt.clone();
-                    tokens.extend(&out.tokens[..out.tokens.len().saturating_sub(1)]);
-                    self.prefix.insert(tokens, kv);
-                }
+                let mut tokens = request.prompt.clone();
+                tokens.extend(&out.tokens[..out.tokens.len().saturating_sub(1)]);
+                self.prefix.insert(tokens, kv);
                 out
             })
             .collect()
@@ -576,6 +578,18 @@ fn take_batch(
     }
     *pending = rest;
     fits
+}
+
+/// Runs a generation; its error, or a panic inside libtorch (out of memory, a device
+/// error), fails the batch's requests instead of the engine.
+fn catching<T>(
+    f: impl FnOnce() -> Result<T, swerl_model::generate::GenerateError>,
+) -> Result<T, EngineError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(EngineError::Failed(e.to_string())),
+        Err(panic) => Err(EngineError::Failed(panic_message(&panic))),
+    }
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
