@@ -17,26 +17,29 @@ use swerl_trajectory::{
 };
 use tch::{Device, Kind};
 
-/// libtorch's seed is global and tests run on parallel threads: seed and build under a lock.
-pub fn tiny_model(seed: i64) -> Qwen2 {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// libtorch's seed is global and tests run on parallel threads: every model is seeded and
+/// built under this one lock.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded(seed: i64, config: Qwen2Config) -> Qwen2 {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
-    Qwen2::new(Qwen2Config::tiny(), Device::Cpu, Kind::Float)
+    Qwen2::new(config, Device::Cpu, Kind::Float)
+}
+
+pub fn tiny_model(seed: i64) -> Qwen2 {
+    seeded(seed, Qwen2Config::tiny())
 }
 
 /// The tiny model with its vocabulary cut to [`TOY_VOCAB`] ids: a near-uniform random policy
 /// then samples every id often enough that a few iterations of DAPO can move probability
 /// mass between them (with 512 ids each id is seen too rarely for a seconds-long test).
 pub fn toy_model(seed: i64) -> Qwen2 {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(seed);
     let config = Qwen2Config {
         vocab_size: TOY_VOCAB,
         ..Qwen2Config::tiny()
     };
-    Qwen2::new(config, Device::Cpu, Kind::Float)
+    seeded(seed, config)
 }
 
 /// Vocabulary of [`toy_model`].
