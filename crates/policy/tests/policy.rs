@@ -265,7 +265,10 @@ fn a_later_turn_reuses_the_cached_prefix_and_samples_the_same() {
     let (model, reference) = models(&chat, 16);
     // A copy, not a second draw: tests running beside this one share torch's global RNG.
     let (mut uncached_model, _) = models(&chat, 17);
-    uncached_model.vs.copy(&model.vs).expect("same architecture");
+    uncached_model
+        .vs
+        .copy(&model.vs)
+        .expect("same architecture");
     let cached = engine(model, 0);
     let plain = Engine::start(
         uncached_model,
