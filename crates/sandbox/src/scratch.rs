@@ -55,7 +55,12 @@ impl Scratch {
             std::process::id(),
             start_time(std::process::id()).unwrap_or(0)
         );
-        write(&self.dir.join("owner"), owner.as_bytes())?;
+        // Written aside and renamed into place: a sweep in another thread or process reads
+        // either no owner (and judges by age) or the whole line, never an empty or half
+        // written file that would make this live sandbox look abandoned.
+        let pending = self.dir.join("owner.tmp");
+        write(&pending, owner.as_bytes())?;
+        std::fs::rename(&pending, self.dir.join("owner")).map_err(|e| io_err(&pending, e))?;
         for sub in ["upper", "work", "merged"] {
             mkdir(&self.dir.join(sub))?;
         }
@@ -117,17 +122,16 @@ pub(crate) fn sweep(root: &Path) -> usize {
 }
 
 fn owner_alive(dir: &Path) -> bool {
-    let Ok(owner) = std::fs::read_to_string(dir.join("owner")) else {
-        // Being created right now (owner not yet written) or broken: judge by age.
-        return std::fs::metadata(dir)
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().unwrap_or_default().as_secs() < 60)
-            .unwrap_or(false);
-    };
+    let owner = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
     let mut fields = owner.split_whitespace().map(|f| f.parse::<u64>().ok());
     match (fields.next().flatten(), fields.next().flatten()) {
         (Some(pid), Some(started)) => start_time(pid as u32) == Some(started),
-        _ => false,
+        // Being created right now (owner not yet in place) or broken: judge by age, so a
+        // sandbox that is starting is never taken for a crashed run's leftover.
+        _ => std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default().as_secs() < 60)
+            .unwrap_or(false),
     }
 }
 
@@ -218,6 +222,31 @@ mod tests {
         assert_eq!(sweep(root.path()), 1);
         assert!(live.dir.exists());
         assert!(!dead.dir.exists());
+    }
+
+    /// Regression: a sweep (another test's, or another process's factory start) that read
+    /// the owner file while it was being written, empty, took a starting sandbox for a
+    /// crashed run's and removed its scratch dir under it; bwrap then failed with "Can't find
+    /// source path .../merged/repo". An owner that cannot be read is now judged by age.
+    #[test]
+    fn a_starting_sandbox_whose_owner_cannot_be_read_is_not_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let starting = Scratch::allocate(root.path()).unwrap();
+        assert!(
+            !starting.path("owner.tmp").exists(),
+            "the owner is renamed into place"
+        );
+        std::fs::write(starting.path("owner"), "").unwrap();
+        assert_eq!(sweep(root.path()), 0);
+        assert!(starting.dir.exists());
+        // Long past any start, an unreadable owner is a crashed run's after all.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::open(&starting.dir)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(sweep(root.path()), 1);
+        assert!(!starting.dir.exists());
     }
 
     #[test]
