@@ -358,16 +358,6 @@ impl<'a> Batch<'a> {
             None => Tensor::arange(self.width, (Kind::Int64, self.model.device()))
                 .expand([b, self.width], false),
         };
-        // Without padding and without a cached prefix, forward_cached takes the fused causal
-        // path; with a cached prefix the new queries must see the cached keys, so the mask
-        // is explicit.
-        let valid = match valid {
-            None if start > 0 => Some(Tensor::ones(
-                [b, self.width],
-                (Kind::Bool, self.model.device()),
-            )),
-            v => v,
-        };
         let hidden = self.model.forward_cached(
             &self.prompt_ids.narrow(1, start, self.fresh),
             &positions.narrow(1, start, self.fresh),
