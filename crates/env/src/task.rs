@@ -265,14 +265,19 @@ fn read_jsonl(path: &Path) -> Result<Vec<Row>, TaskFileError> {
         .collect())
 }
 
-/// Writes tasks as JSONL (one SWE-bench-form object per line).
-pub fn write_jsonl(path: &Path, tasks: &[Task]) -> std::io::Result<()> {
+/// Tasks as JSONL text (one SWE-bench-form object per line).
+pub fn to_jsonl<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> serde_json::Result<String> {
     let mut out = String::new();
     for task in tasks {
-        out.push_str(&serde_json::to_string(&task.to_json()).map_err(std::io::Error::other)?);
+        out.push_str(&serde_json::to_string(&task.to_json())?);
         out.push('\n');
     }
-    std::fs::write(path, out)
+    Ok(out)
+}
+
+/// Writes tasks as JSONL (one SWE-bench-form object per line).
+pub fn write_jsonl(path: &Path, tasks: &[Task]) -> std::io::Result<()> {
+    std::fs::write(path, to_jsonl(tasks).map_err(std::io::Error::other)?)
 }
 
 /// Writes tasks as a JSON array.

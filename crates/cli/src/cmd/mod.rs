@@ -12,6 +12,17 @@ pub mod serve;
 pub mod train;
 pub mod validate;
 
+/// Writes `bytes` to `path` (its folder made if missing) through a synced temporary file and
+/// a rename, so a crash never leaves a half-written file.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    swerl_train::checkpoint::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Engine settings shared by every subcommand that runs the embedded engine.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {

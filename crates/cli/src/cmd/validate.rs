@@ -260,7 +260,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .filter(|(_, v)| v.valid)
             .map(|(t, _)| t)
             .collect();
-        write_tasks(path, &valid)?;
+        super::write_atomic(
+            path,
+            swerl_env::task::to_jsonl(valid.iter().copied())?.as_bytes(),
+        )?;
         println!("{} valid tasks written to {}", valid.len(), path.display());
         return Ok(if valid.is_empty() {
             ExitCode::FAILURE
@@ -273,20 +276,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Writes `tasks` as JSONL through a synced temporary file and a rename.
-fn write_tasks(path: &Path, tasks: &[&Task]) -> anyhow::Result<()> {
-    let mut text = String::new();
-    for t in tasks {
-        text.push_str(&serde_json::to_string(t)?);
-        text.push('\n');
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    swerl_train::checkpoint::write_atomic(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn validate_task(

@@ -37,9 +37,10 @@ struct Timed {
 
 pub fn bench_prefix_cache(b: &PrefixBench) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
-    prepare_sources(b, &dir.path().join("envs"))?;
-    let off = timed_run(b, 0, dir.path())?;
-    let on = timed_run(b, 1024, dir.path())?;
+    let (off_args, on_args) = (run_args(b, 0, dir.path())?, run_args(b, 1024, dir.path())?);
+    prepare_sources(&off_args)?;
+    let off = timed_run(b, &off_args)?;
+    let on = timed_run(b, &on_args)?;
     let identical = off
         .tokens
         .iter()
@@ -77,25 +78,18 @@ pub fn bench_prefix_cache(b: &PrefixBench) -> anyhow::Result<String> {
     ))
 }
 
-/// Prepares every selected task's environment source, so that neither timed run pays for it.
-fn prepare_sources(b: &PrefixBench, env_root: &Path) -> anyhow::Result<()> {
-    let sources = swerl_env::prepare::EnvSources {
-        env_root: env_root.to_path_buf(),
-        repos: crate::cmd::validate::bundled_repos(&b.tasks),
-        repos_in_image: false,
-    };
-    let loaded = swerl_env::task::load_tasks(&b.tasks)?;
-    let selected = loaded
-        .tasks
-        .iter()
-        .filter(|t| b.instances.is_empty() || b.instances.contains(&t.instance_id));
-    for task in selected {
-        sources.source_for(task)?;
+/// Prepares every selected task's environment source (the same tasks and sources both runs
+/// use), so that neither timed run pays for it.
+fn prepare_sources(args: &RunArgs) -> anyhow::Result<()> {
+    let sources = args.tasks.env_sources();
+    for task in args.tasks.load()? {
+        sources.source_for(&task)?;
     }
     Ok(())
 }
 
-fn timed_run(b: &PrefixBench, cache_mib: usize, dir: &Path) -> anyhow::Result<Timed> {
+/// The evaluation's arguments, with the prefix cache at `cache_mib`, into `<dir>/cache-N`.
+fn run_args(b: &PrefixBench, cache_mib: usize, dir: &Path) -> anyhow::Result<RunArgs> {
     let out = dir.join(format!("cache-{cache_mib}"));
     let mut argv = vec![
         "--tasks".to_string(),
@@ -122,12 +116,16 @@ fn timed_run(b: &PrefixBench, cache_mib: usize, dir: &Path) -> anyhow::Result<Ti
     for id in &b.instances {
         argv.extend(["--instance".to_string(), id.clone()]);
     }
-    let args: RunArgs = crate::cmd::demo::parse(&argv)?;
+    crate::cmd::demo::parse(&argv)
+}
+
+fn timed_run(b: &PrefixBench, args: &RunArgs) -> anyhow::Result<Timed> {
+    let cache_mib = args.engine.prefix_cache_mib;
     eprintln!("prefix cache {cache_mib} MiB: {} runs", b.runs);
     let started = Instant::now();
-    execute(&args, b.runs)?;
+    execute(args, b.runs)?;
     let seconds = started.elapsed().as_secs_f64();
-    let trajectories = read_trajectories(&out.join(TRAJECTORIES))?;
+    let trajectories = read_trajectories(&args.out.join(TRAJECTORIES))?;
     let tokens = trajectories
         .iter()
         .map(|t| {

@@ -30,6 +30,7 @@ use swerl_env::task::Task;
 use swerl_rollout::{read_trajectories, summarize, EpisodeOutcome, EvalSummary};
 
 use super::rollout::{execute, RunArgs, TRAJECTORIES};
+use super::write_atomic;
 use plan::{DemoPlan, EvalPlan, SftPlan};
 
 /// The bundled task file, relative to the working directory (the repository root).
@@ -316,12 +317,7 @@ impl Demo {
                 .insert("demo_commands".into(), serde_json::json!(early));
             tasks.push(task);
         }
-        let mut text = String::new();
-        for t in &tasks {
-            text.push_str(&serde_json::to_string(t)?);
-            text.push('\n');
-        }
-        write_atomic(path, text.as_bytes())
+        write_atomic(path, swerl_env::task::to_jsonl(&tasks)?.as_bytes())
     }
 
     /// The starting model: supervised fine-tuning of the random model on the demonstrations.
@@ -655,13 +651,4 @@ pub(crate) fn parse<A: clap::Args + clap::FromArgMatches, S: AsRef<str>>(
         .try_get_matches_from(argv.iter().map(AsRef::as_ref))
         .map_err(|e| anyhow::anyhow!("invalid arguments built for a subcommand: {e}"))?;
     Ok(A::from_arg_matches(&matches)?)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    swerl_train::checkpoint::write_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
