@@ -210,16 +210,17 @@ impl DapoRun {
         let mut rollouts = backend
             .collect(iteration, &tasks, self.config.group_size)
             .map_err(backend_err(iteration, "collect"))?;
-        let (training, refill) = match self.config.sample_filter {
-            SampleFilter::ZeroAdvantage => (rollouts.trajectories.clone(), None),
+        let (kept, refill) = match self.config.sample_filter {
+            SampleFilter::ZeroAdvantage => (None, None),
             SampleFilter::DynamicSampling => {
                 let (kept, refill) =
                     self.dynamic_sampling(backend, iteration, &tasks, &mut rollouts)?;
-                (kept, Some(refill))
+                (Some(kept), Some(refill))
             }
         };
         self.save_rollouts(iteration, &rollouts.trajectories)?;
-        let (seqs, selection, truncation) = prepare_sequences(&training, &self.config, iteration)?;
+        let training = kept.as_deref().unwrap_or(&rollouts.trajectories);
+        let (seqs, selection, truncation) = prepare_sequences(training, &self.config, iteration)?;
         let train_started = Instant::now();
         let mut train = train_epoch(&mut self.learner, &seqs, &self.config)
             .map_err(|error| LoopError::Loss { iteration, error })?;
