@@ -8,7 +8,7 @@
 #
 # The checkpoint's dtype is kept (bf16 weights train in bf16 with f32 optimizer moments); its
 # generation_config.json is ignored by rollouts, which always sample at temperature 1 with
-# top_k / top_p / min_p off (METHOD.md section 6). A vocabulary padded beyond the tokenizer
+# top_k / top_p / min_p off (docs/method.md section 6). A vocabulary padded beyond the tokenizer
 # (Qwen2.5: 151,936 rows, 151,665 tokens) is never sampled past the tokenizer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../.."
 : "${PULL:=--pull}"                        # empty: every image must be present already
 : "${JOBS:=8}"                             # tasks graded at once
 : "${CONCURRENCY:=64}"                     # episodes in flight at once
-: "${RFT_SAMPLES:=10}"                     # METHOD.md 5: 10 runs of the base model per task
+: "${RFT_SAMPLES:=10}"                     # docs/method.md 5: 10 runs of the base model per task
 : "${RFT_POLICY:=embedded:$MODEL}"         # or http:URL,... with --model-name, --tokenizer
 : "${TRAIN_FLAGS:=}"                       # e.g. --policy http:URL,... --model-name policy
                                            # (http-servers.sh) for a model one GPU cannot hold

@@ -1,6 +1,6 @@
 //! Taking the one command out of an assistant turn.
 //!
-//! The response format (METHOD.md section 3): free-text reasoning, then exactly one fenced
+//! The response format (docs/method.md section 3): free-text reasoning, then exactly one fenced
 //! block opened with ```` ```command ```` and closed with a line of three backticks.
 //! Decisions where the papers are silent:
 //! - Fences are recognised only at the start of a line (leading spaces allowed), so

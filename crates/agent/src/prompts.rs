@@ -1,5 +1,5 @@
 //! The texts the agent reads: the system prompt, the issue template, and the observations
-//! that answer a malformed turn. Written for this project (METHOD.md section 3).
+//! that answer a malformed turn. Written for this project (docs/method.md section 3).
 
 use crate::FormatError;
 

@@ -1,4 +1,4 @@
-//! The agent loop (METHOD.md section 3): prompt, then per turn generate -> parse -> step ->
+//! The agent loop (docs/method.md section 3): prompt, then per turn generate -> parse -> step ->
 //! append the observation delta, until `submit` or a limit. Agent-level failures (format
 //! errors, failing commands, limits) are data; infrastructure failures end the episode with
 //! an explicit status and are never turned into a reward here or anywhere downstream.
@@ -27,7 +27,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Stage-1 values of METHOD.md: T_max 40, 65,536 context tokens.
+    /// Stage-1 values of docs/method.md: T_max 40, 65,536 context tokens.
     fn default() -> Self {
         Limits {
             max_turns: 40,
@@ -263,7 +263,7 @@ fn check_generation(generation: &Generation, budget: usize) -> Result<(), String
     Ok(())
 }
 
-/// Takes whatever diff exists (graded even after a limit, METHOD.md section 9). Not for
+/// Takes whatever diff exists (graded even after a limit, docs/method.md section 9). Not for
 /// `env_error` (the environment may be gone) or `policy_error` (never graded). A failing
 /// diff turns the ending into `env_error`: the patch, hence the outcome, is unknown.
 fn take_final_patch<E: Environment + ?Sized>(

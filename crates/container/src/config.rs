@@ -18,7 +18,8 @@ pub struct ContainerConfig {
     pub copy_repo: bool,
     /// When the repository comes from the image: replace its git history by one commit of
     /// the working tree at create time. SWE-bench images keep the upstream history, fix
-    /// included, in `.git`; an agent could read the answer from it (LANDSCAPE.md point 10).
+    /// included, in `.git`; an agent could read the answer from it (docs/method.md section 10,
+    /// point 10).
     /// Turn off only for images known to hold no future history.
     pub squash_history: bool,
     /// Containers of this factory alive at once; `create` waits up to `slot_wait` for one.

@@ -1,6 +1,6 @@
 //! An image that carries its repository with upstream history (as SWE-bench images do: the
 //! fix is a later commit in `.git`) must give the agent a repository with one commit and no
-//! trace of the later ones (LANDSCAPE.md point 10).
+//! trace of the later ones (docs/method.md section 10, point 10).
 
 mod common;
 

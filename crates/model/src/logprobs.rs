@@ -8,7 +8,7 @@
 //! Under autograd, chunking the forward is not enough: every chunk's softmax is kept for the
 //! backward pass, which adds back up to [N, V]. [`backward_chunked`] therefore finishes each
 //! chunk's backward before the next chunk's forward (exact, because the token-level losses of
-//! METHOD.md are sums over positions); [`token_logprobs`] with a graph is for short sequences
+//! docs/method.md are sums over positions); [`token_logprobs`] with a graph is for short sequences
 //! and tests.
 
 use tch::{Kind, Tensor};

@@ -2,7 +2,7 @@
 //!
 //! The sampler returns, with each token, its log-prob under the model's FULL distribution at
 //! temperature T, `log_softmax(logits / T)`, even when top-p/top-k/min-p truncate what may be
-//! sampled. RL training (METHOD.md section 6) divides the trainer's probability by this
+//! sampled. RL training (docs/method.md section 6) divides the trainer's probability by this
 //! number; with truncation on, the tokens actually come from a different (truncated)
 //! distribution and that ratio is wrong, which is why [`SamplingParams::warnings`] exists.
 
@@ -100,8 +100,9 @@ impl SamplingParams {
             out.push(format!(
                 "WARNING: rollout sampling truncates the distribution (top_p={}, top_k={}, min_p={}): \
                  tokens come from a truncated distribution but log-probs are recorded under the full one, \
-                 so the RL importance ratio is wrong and training can destabilise (METHOD.md section 6). \
-                 Use SamplingParams::rollout_default() (top_p=1, top_k=0, min_p=0).",
+                 so the RL importance ratio is wrong and training can destabilise \
+                 (docs/method.md section 6). Use SamplingParams::rollout_default() \
+                 (top_p=1, top_k=0, min_p=0).",
                 self.top_p, self.top_k, self.min_p
             ));
         }

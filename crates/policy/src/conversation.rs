@@ -4,7 +4,7 @@
 //! Backends only ever sample; they never tokenise a conversation. The ids a backend sampled
 //! stay verbatim in the context and only the delta (close of the turn, the observation as a
 //! user message, the next generation prompt) is encoded, so the trainer sees exactly what
-//! the sampler produced (LANDSCAPE.md points 4 and 5).
+//! the sampler produced (docs/method.md section 10, points 4 and 5).
 
 use std::sync::Arc;
 

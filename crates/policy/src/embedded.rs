@@ -26,7 +26,7 @@ pub struct EmbeddedPolicy {
 
 impl EmbeddedPolicy {
     /// A policy sampling with `sampling` (warns loudly when it truncates the distribution:
-    /// METHOD.md section 6); seeds come from `seed` (run seed, task, sample) and the turn.
+    /// docs/method.md section 6); seeds come from `seed` (run seed, task, sample) and the turn.
     pub fn new(
         engine: EngineHandle,
         chat: Arc<ChatTokenizer>,

@@ -30,7 +30,8 @@ pub use seed::EpisodeSeed;
 use swerl_model::sampling::SamplingParams;
 
 /// Logs each of `sampling`'s rollout warnings (truncation, temperature != 1) at warn level:
-/// a truncating rollout config silently corrupts the RL importance ratio (METHOD.md section 6).
+/// a truncating rollout config silently corrupts the RL importance ratio (docs/method.md
+/// section 6).
 pub fn warn_rollout_sampling(sampling: &SamplingParams) {
     for warning in sampling.warnings() {
         tracing::warn!("{warning}");

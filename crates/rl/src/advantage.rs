@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default `delta` added to the group standard deviation by [`grpo`] (METHOD.md section 9).
+/// Default `delta` added to the group standard deviation by [`grpo`] (docs/method.md section 9).
 ///
 /// Small enough that a group with rewards {0, 1} gets advantages of +-1 to six digits, large
 /// enough that it never divides by zero.
@@ -85,7 +85,7 @@ impl AdvantageEstimator {
 /// GRPO: `A_i = (R_i - mean) / (std + delta)`, `mean = sum(R) / G`,
 /// `std = sqrt(sum((R_j - mean)^2) / G)` (population std, not the G-1 sample std).
 ///
-/// The population std is what METHOD.md section 9 fixes; with binary rewards and G = 10 it
+/// The population std is what docs/method.md section 9 fixes; with binary rewards and G = 10 it
 /// makes a group with one success give that success `A = 3.0` (to 1e-5).
 pub fn grpo(rewards: &[f64], delta: f64) -> Result<Vec<f64>, AdvantageError> {
     if !(delta.is_finite() && delta > 0.0) {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleFilter {
-    /// Drop samples with `A == 0`, no refill (METHOD.md section 6). The default.
+    /// Drop samples with `A == 0`, no refill (docs/method.md section 6). The default.
     #[default]
     ZeroAdvantage,
     /// Keep groups with `0 < #correct < G` and refill the batch by sampling more groups

@@ -1,4 +1,4 @@
-//! The clipped policy-gradient loss of multi-turn DAPO (METHOD.md section 6), on tch tensors
+//! The clipped policy-gradient loss of multi-turn DAPO (docs/method.md section 6), on tch tensors
 //! with autograd.
 //!
 //! Per action token `t` (loss mask 1), with `rho_t = exp(logp_t - old_logp_t)`:

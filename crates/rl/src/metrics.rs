@@ -22,7 +22,7 @@ pub const TOKENS_ACTION_MEAN: &str = "tokens/action_mean";
 pub const TOKENS_TOTAL_MEAN: &str = "tokens/total_mean";
 /// Action tokens that entered the loss this iteration (sum of the loss mask).
 pub const TOKENS_TRAINED: &str = "tokens/trained";
-/// Tokens cut off by context or length limits (never silently: LANDSCAPE.md point 7).
+/// Tokens cut off by context or length limits (never silently: docs/method.md section 10, point 7).
 pub const TOKENS_TRUNCATED: &str = "tokens/truncated";
 /// Share of episodes that ended with the agent's `submit` action.
 pub const SUBMIT_SHARE: &str = "submit_share";

@@ -1,16 +1,16 @@
 //! Reward shaping: `R_final = R + R_length`, where `R` is the graded outcome (1 resolved,
 //! 0 not) and `R_length` a length penalty chosen by [`LengthShaping`].
 //!
-//! Infrastructure failures never reach this module: they carry no reward at all (LANDSCAPE.md
-//! point 2); only real outcomes are shaped here.
+//! Infrastructure failures never reach this module: they carry no reward at all
+//! (docs/method.md section 10, point 2); only real outcomes are shaped here.
 
 use serde::{Deserialize, Serialize};
 
-/// METHOD.md section 4: turns below this threshold carry no penalty.
+/// docs/method.md section 4: turns below this threshold carry no penalty.
 pub const DEFAULT_TURN_THRESHOLD: u32 = 10;
-/// METHOD.md section 6, stage 1 turn limit.
+/// docs/method.md section 6, stage 1 turn limit.
 pub const STAGE1_MAX_TURNS: u32 = 40;
-/// METHOD.md section 6, stage 2 turn limit.
+/// docs/method.md section 6, stage 2 turn limit.
 pub const STAGE2_MAX_TURNS: u32 = 80;
 /// DAPO's default maximum response length `L_max`.
 pub const DAPO_MAX_LEN: u64 = 20_480;
@@ -38,7 +38,7 @@ pub enum RewardConfigError {
     },
 }
 
-/// The turn penalty of METHOD.md section 4:
+/// The turn penalty of docs/method.md section 4:
 /// `R_length = 0` if `turns < L_thr`, else `(L_thr - turns) / (T_max - L_thr)`.
 ///
 /// It falls linearly from 0 at `L_thr` turns to -1 at `T_max` turns. Turn counts above

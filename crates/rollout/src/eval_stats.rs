@@ -1,4 +1,4 @@
-//! Evaluation statistics over k runs per task (METHOD.md section 8), pure functions.
+//! Evaluation statistics over k runs per task (docs/method.md section 8), pure functions.
 //!
 //! - Pass@1: the resolve rate of each run (sample index r = run r), then the mean over runs
 //!   with the standard error of the mean (sample standard deviation over runs / sqrt(runs)).

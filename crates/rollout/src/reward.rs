@@ -1,4 +1,4 @@
-//! The terminal reward of METHOD.md section 4, `R_final = R + R_length`, with the shaping
+//! The terminal reward of docs/method.md section 4, `R_final = R + R_length`, with the shaping
 //! itself (turn penalty, DAPO's soft overlong punishment, none) from `swerl_rl::reward`.
 //! This module only decides *whether* an episode has a reward: infrastructure failures and
 //! unknown grades never do.

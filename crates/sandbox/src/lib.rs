@@ -26,7 +26,7 @@
 //!   The host reads and writes files through `/proc/<pid>/root` of the sandbox's init with
 //!   `openat2(RESOLVE_IN_ROOT)`, so symlinks planted inside cannot redirect host writes.
 //! - **rlimits, not cgroups.** cgroup v2 resource control is not available on the project
-//!   machine (MACHINE.md). RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_CPU bound each process;
+//!   machine (docs/host.md). RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_CPU bound each process;
 //!   RLIMIT_NPROC bounds the sandbox's process count.
 //! - **A real, unused host uid per sandbox.** RLIMIT_NPROC is counted per real uid and not
 //!   enforced for root, so each sandbox's shell runs as its own uid from a high range

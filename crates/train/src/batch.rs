@@ -27,7 +27,7 @@ impl Sequence {
 }
 
 /// What truncation to the context limit did to a batch; reported, never silent
-/// (LANDSCAPE.md point 7).
+/// (docs/method.md section 10, point 7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Truncation {
     /// Sequences longer than the limit.

@@ -1,4 +1,4 @@
-//! The DAPO run configuration (METHOD.md section 6): one JSON file, unknown fields rejected,
+//! The DAPO run configuration (docs/method.md section 6): one JSON file, unknown fields rejected,
 //! validated once before anything runs. Defaults are the paper's stage 1; `"stage": 2` switches
 //! the stage-dependent defaults to stage 2 (fields given explicitly still win).
 

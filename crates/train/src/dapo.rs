@@ -1,4 +1,4 @@
-//! The DAPO policy update of one iteration (METHOD.md section 6): recompute the old
+//! The DAPO policy update of one iteration (docs/method.md section 6): recompute the old
 //! log-probs with the trainer, then one optimizer step per mini-batch with the clip-higher
 //! loss, token-level mean over all action tokens of the mini-batch.
 

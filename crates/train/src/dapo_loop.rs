@@ -1,4 +1,4 @@
-//! The synchronous, on-policy multi-turn DAPO loop (METHOD.md section 6).
+//! The synchronous, on-policy multi-turn DAPO loop (docs/method.md section 6).
 //!
 //! One iteration, as named steps:
 //! 1. [`choose_problems`]: P problems, a pure function of `(seed, iteration)`;

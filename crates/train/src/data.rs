@@ -1,6 +1,6 @@
 //! From trajectory records to training sequences: which trajectories are trained on, with
-//! which mask and which advantage. Every exclusion is counted (LANDSCAPE.md point 2: an
-//! infrastructure failure is excluded, never scored as 0).
+//! which mask and which advantage. Every exclusion is counted (docs/method.md section 10,
+//! point 2: an infrastructure failure is excluded, never scored as 0).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +35,7 @@ fn sequence(t: &Trajectory, mask: Vec<u8>, advantage: f32, source: usize) -> Seq
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Keep {
-    /// Resolved ones only: rejection fine-tuning (METHOD.md section 5).
+    /// Resolved ones only: rejection fine-tuning (docs/method.md section 5).
     #[default]
     Resolved,
     /// Every graded one, resolved or not: plain SFT, e.g. on demonstrations whose mistakes
@@ -43,7 +43,7 @@ pub enum Keep {
     All,
 }
 
-/// Rejection fine-tuning data (METHOD.md section 5): resolved trajectories only (or every
+/// Rejection fine-tuning data (docs/method.md section 5): resolved trajectories only (or every
 /// graded one with [`Keep::All`]), loss on assistant tokens, assistant turns with a format
 /// error masked out (kept in context). Infrastructure failures are never kept.
 pub fn rft_sequences(trajs: &[Trajectory], keep: Keep) -> (Vec<Sequence>, Selection) {
@@ -67,7 +67,7 @@ pub fn rft_sequences(trajs: &[Trajectory], keep: Keep) -> (Vec<Sequence>, Select
     (out, sel)
 }
 
-/// DAPO data (METHOD.md section 6): group the trajectories by task, compute advantages from
+/// DAPO data (docs/method.md section 6): group the trajectories by task, compute advantages from
 /// `reward.total` within each group, and drop samples whose advantage is exactly 0 (no
 /// refill). Infrastructure failures never enter a group.
 pub fn dapo_sequences(

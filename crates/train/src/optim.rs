@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// AdamW hyper-parameters. Defaults are the paper's (METHOD.md sections 5-6): betas
+/// AdamW hyper-parameters. Defaults are the paper's (docs/method.md sections 5-6): betas
 /// (0.9, 0.999), eps 1e-8, weight decay 0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

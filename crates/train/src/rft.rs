@@ -1,4 +1,4 @@
-//! Rejection fine-tuning (METHOD.md section 5) as a driver: resolved trajectories ->
+//! Rejection fine-tuning (docs/method.md section 5) as a driver: resolved trajectories ->
 //! supervised sequences -> seeded shuffle -> mini-batch SFT steps under warmup + cosine ->
 //! a Hugging Face-layout model, a per-step metrics file and a loss plot.
 

@@ -50,7 +50,7 @@ pub fn sample<T: Clone>(pool: &[T], count: usize, seed: u64, stream: u64) -> Vec
     items
 }
 
-/// What the pool filter between stages did (METHOD.md section 6).
+/// What the pool filter between stages did (docs/method.md section 6).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PoolFilter {
     pub kept: Vec<String>,

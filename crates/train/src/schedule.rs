@@ -1,6 +1,7 @@
 //! Learning-rate schedules.
 //!
-//! RFT (METHOD.md section 5): 10 warmup steps, then cosine decay to 0 over the remaining steps.
+//! RFT (docs/method.md section 5): 10 warmup steps, then cosine decay to 0 over the remaining
+//! steps.
 //! DAPO (section 6): constant 1e-6 (the paper names no schedule; constant is the simplest
 //! reading and keeps iterations comparable).
 

@@ -1,4 +1,5 @@
-//! Supervised fine-tuning on kept trajectories: the optimizer step of RFT (METHOD.md section 5).
+//! Supervised fine-tuning on kept trajectories: the optimizer step of RFT (docs/method.md
+//! section 5).
 //!
 //! Loss = mean negative log-likelihood over every trained token of the whole batch (assistant
 //! tokens of turns without a format error). The mean is over the batch, not per micro-batch, so

@@ -1,8 +1,8 @@
 //! One gradient-accumulation pass over a micro-batch, shared by the SFT and DAPO steps.
 //!
-//! Memory is bounded by configuration, not by trajectory length (LANDSCAPE.md point 6): the
-//! log-probs are computed `chunk` positions at a time with each chunk's backward finished
-//! before the next (`swerl_model::logprobs::backward_chunked`), and with activation
+//! Memory is bounded by configuration, not by trajectory length (docs/method.md section 10,
+//! point 6): the log-probs are computed `chunk` positions at a time with each chunk's backward
+//! finished before the next (`swerl_model::logprobs::backward_chunked`), and with activation
 //! checkpointing only each layer's input is kept. Losses must therefore be sums over tokens
 //! (any normaliser is a constant of the whole mini-batch), which both of ours are.
 

@@ -24,7 +24,7 @@ impl TestStatus {
 
 /// How grading ended. Only `Graded` carries a real outcome that may become a reward;
 /// `InfraError` means the grade is unknown and the episode must be retried or excluded,
-/// never scored as 0 (LANDSCAPE.md, point 2).
+/// never scored as 0 (docs/method.md section 10, point 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GradeOutcome {

@@ -66,7 +66,7 @@ impl Trajectory {
 
     /// The loss mask for rejection fine-tuning: like `loss_mask`, but the assistant tokens of
     /// turns that caused a format error are 0 (they stay in context, without loss;
-    /// METHOD.md section 5).
+    /// docs/method.md section 5).
     pub fn loss_mask_without_format_errors(&self) -> Vec<u8> {
         let mut mask = self.loss_mask.clone();
         for turn in self.turns.iter().filter(|t| t.format_error.is_some()) {
@@ -123,7 +123,8 @@ pub struct EpisodeTimings {
     pub total_s: f64,
 }
 
-/// The terminal reward and its parts (METHOD.md section 4): `total = resolved + length_penalty`.
+/// The terminal reward and its parts (docs/method.md section 4):
+/// `total = resolved + length_penalty`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RewardParts {
     /// R: 1.0 when the final patch resolves the task, else 0.0.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The one explicit reason an episode ended. Limits are real outcomes (the trajectory keeps
 /// its low reward); `EnvError` and `PolicyError` are infrastructure failures that must never
-/// become a reward (LANDSCAPE.md, point 2).
+/// become a reward (docs/method.md section 10, point 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpisodeStatus {

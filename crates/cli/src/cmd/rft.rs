@@ -1,4 +1,4 @@
-//! `swerl rft`: rejection fine-tuning (METHOD.md section 5). Reads trajectory JSONL, keeps the
+//! `swerl rft`: rejection fine-tuning (docs/method.md section 5). Reads trajectory JSONL, keeps the
 //! resolved ones, fine-tunes the model on their assistant tokens and writes a Hugging
 //! Face-layout model (weights, config, tokenizer files) with per-step metrics and a loss plot.
 

@@ -1,4 +1,4 @@
-//! The agent-computer interface (ACI): the SWE-agent style tools of METHOD.md section 3,
+//! The agent-computer interface (ACI): the SWE-agent style tools of docs/method.md section 3,
 //! run against a [`Sandbox`]. Everything here is part of the model's interface: changing a
 //! format below changes what the policy is trained on, so every format is written down here
 //! and pinned by a unit test.

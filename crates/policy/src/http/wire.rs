@@ -2,7 +2,7 @@
 //!
 //! Every sampling parameter is sent explicitly: vLLM otherwise fills unset ones from the
 //! model's `generation_config.json` (often top_k/top_p/repetition penalty), which silently
-//! truncates rollout sampling and breaks the importance ratio (METHOD.md section 6).
+//! truncates rollout sampling and breaks the importance ratio (docs/method.md section 6).
 
 use serde_json::{json, Value};
 use swerl_model::sampling::SamplingParams;

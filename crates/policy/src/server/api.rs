@@ -150,7 +150,7 @@ impl Common {
     }
 
     /// Features the embedded engine does not have: rejected rather than silently ignored,
-    /// because a silently ignored sampling parameter is exactly the bug METHOD.md warns of.
+    /// because a silently ignored sampling parameter is exactly the bug docs/method.md warns of.
     fn check_unsupported(&self) -> Result<(), ApiError> {
         let neutral = |name: &str, value: Option<f64>, neutral: f64| match value {
             Some(v) if v != neutral => Err(ApiError::bad(format!(

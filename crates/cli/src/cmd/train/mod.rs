@@ -1,4 +1,4 @@
-//! `swerl train`: multi-turn DAPO (METHOD.md section 6). The DAPO hyper-parameters come from
+//! `swerl train`: multi-turn DAPO (docs/method.md section 6). The DAPO hyper-parameters come from
 //! `--config` (JSON; defaults are the paper's stage 1, `"stage": 2` for stage 2); tasks,
 //! model, device, policy backend and rollout limits from the flags. Episodes run in real
 //! sandboxes ([`backend`]); the policy is the embedded engine ([`embedded`], weights copied
