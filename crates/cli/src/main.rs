@@ -4,6 +4,7 @@
 //! and owns its arguments. Only this crate reads config files and environment variables.
 
 mod cmd;
+mod common;
 
 use clap::{Parser, Subcommand};
 

@@ -4,7 +4,7 @@
 //! `swerl eval --from DIR` only summarises the trajectories already in DIR.
 
 use super::rollout::{execute, RunArgs, CONFIG, TRAJECTORIES};
-use super::validate::write_json;
+use crate::common::write_json;
 use anyhow::{bail, Context};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `swerl grade`: grades SWE-bench prediction files (`instance_id`, `model_name_or_path`,
 //! `model_patch`; JSONL or a JSON array) in parallel, each in a fresh sandbox.
 
-use super::validate::{par_map, progress_bar, write_json, TaskArgs, ENV_HELP};
+use crate::common::{par_map, progress_bar, write_json, TaskArgs, ENV_HELP};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! one trajectory per episode to `<out>/trajectories.jsonl`. Re-running the same command
 //! resumes: completed (task, sample) pairs are skipped and a torn last line is repaired.
 
-use super::validate::{write_json, TaskArgs, ENV_HELP};
+use crate::common::{write_json, TaskArgs, ENV_HELP};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -87,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
-    pub engine: super::EngineArgs,
+    pub engine: crate::common::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

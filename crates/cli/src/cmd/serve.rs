@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     workers: usize,
     #[command(flatten)]
-    engine: super::EngineArgs,
+    engine: crate::common::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -30,7 +30,7 @@ use swerl_env::task::Task;
 use swerl_rollout::{read_trajectories, summarize, EpisodeOutcome, EvalSummary};
 
 use super::rollout::{execute, RunArgs, TRAJECTORIES};
-use super::write_atomic;
+use crate::common::write_atomic;
 use plan::{DemoPlan, EvalPlan, SftPlan};
 
 /// The bundled task file, relative to the working directory (the repository root).
@@ -212,7 +212,7 @@ impl Demo {
 
     /// [`Demo::task_flags`] with the tasks read from `tasks_file` (same instance ids).
     fn task_flags_from(&self, tasks_file: &Path, split: Option<&str>) -> Vec<String> {
-        let repos = super::validate::bundled_repos(&self.tasks_file).unwrap_or_default();
+        let repos = crate::common::bundled_repos(&self.tasks_file).unwrap_or_default();
         let mut argv = vec![
             "--tasks".into(),
             tasks_file.display().to_string(),
@@ -232,7 +232,7 @@ impl Demo {
 
     /// Stage 1: the tokenizer trained on the corpus, and a random model of the plan's shape.
     fn make_initial_model(&self) -> anyhow::Result<(Option<PathBuf>, Option<String>)> {
-        let repos = super::validate::bundled_repos(&self.tasks_file).unwrap_or_default();
+        let repos = crate::common::bundled_repos(&self.tasks_file).unwrap_or_default();
         let docs = corpus::documents(&self.tasks, &repos, self.plan.window_lines)?;
         let tokenizer = corpus::train(&docs, &self.plan.tokenizer)?;
         let tok_dir = self.out.join("tokenizer-and-init/tokenizer");

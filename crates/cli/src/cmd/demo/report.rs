@@ -11,7 +11,8 @@ use swerl_rollout::read_trajectories;
 use swerl_train::metrics_log::MetricsRow;
 use swerl_trajectory::Trajectory;
 
-use super::{write_atomic, Demo};
+use super::Demo;
+use crate::common::write_atomic;
 
 /// The Table 1 rows: (name, the stage whose model is evaluated, its evaluation stage).
 const ROWS: [(&str, &str, &str); 4] = [

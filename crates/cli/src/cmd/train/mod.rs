@@ -20,7 +20,7 @@ use swerl_train::dapo_loop::DapoRun;
 use swerl_train::metrics_log::MetricsRow;
 use swerl_train::sampling::filter_pool;
 
-use super::validate::{TaskArgs, ENV_HELP};
+use crate::common::{TaskArgs, ENV_HELP};
 use backend::{Sampler, SweBackend};
 
 #[derive(Debug, clap::Args)]
@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3)]
     reload_retries: u32,
     #[command(flatten)]
-    engine: super::EngineArgs,
+    engine: crate::common::EngineArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
