@@ -26,9 +26,7 @@ fn scripted(_: &Job, task: &Task) -> Result<ScriptedPolicy, PolicyFailure> {
 
 #[test]
 fn scripted_policy_resolves_bundled_tasks_in_real_sandboxes() {
-    let Some(factory) = local_factory() else {
-        return;
-    };
+    let factory = local_factory();
     let dir = tempfile::tempdir().unwrap();
     let swe = rollout(bundled_tasks(&TASKS), factory, &dir.path().join("env"));
     let (mut store, _) = TrajectoryStore::open(&dir.path().join("t.jsonl")).unwrap();
@@ -70,9 +68,7 @@ fn scripted_policy_resolves_bundled_tasks_in_real_sandboxes() {
 
 #[test]
 fn rerunning_runs_only_the_missing_pairs() {
-    let Some(factory) = local_factory() else {
-        return;
-    };
+    let factory = local_factory();
     let dir = tempfile::tempdir().unwrap();
     let tasks = &TASKS[..2];
     let swe = rollout(bundled_tasks(tasks), factory, &dir.path().join("env"));
@@ -115,9 +111,7 @@ fn rerunning_runs_only_the_missing_pairs() {
 
 #[test]
 fn a_failing_policy_is_a_policy_error_without_reward_and_out_of_the_stats() {
-    let Some(factory) = local_factory() else {
-        return;
-    };
+    let factory = local_factory();
     let dir = tempfile::tempdir().unwrap();
     let swe = rollout(bundled_tasks(&TASKS[..1]), factory, &dir.path().join("env"));
     let (mut store, _) = TrajectoryStore::open(&dir.path().join("t.jsonl")).unwrap();
@@ -159,9 +153,7 @@ fn a_failing_policy_is_a_policy_error_without_reward_and_out_of_the_stats() {
 /// No process of any agent or grading sandbox outlives the run.
 #[test]
 fn sandboxes_are_torn_down_after_each_episode() {
-    let Some(factory) = local_factory() else {
-        return;
-    };
+    let factory = local_factory();
     let dir = tempfile::tempdir().unwrap();
     let swe = rollout(bundled_tasks(&TASKS[..1]), factory, &dir.path().join("env"));
     let job = &jobs_for(&TASKS[..1], 1)[0];

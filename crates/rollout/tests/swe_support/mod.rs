@@ -38,13 +38,11 @@ pub fn bundled_tasks(ids: &[&str]) -> Vec<Task> {
         .collect()
 }
 
-/// The local sandbox backend, or `None` (with a note on stderr) where it cannot start
-/// (it needs root and bubblewrap).
-/// The local sandbox backend; fails (never skips) when it is unavailable, since a skipped
-/// check must not read as a pass.
-pub fn local_factory() -> Option<Arc<LocalFactory>> {
+/// The local sandbox backend; fails (never skips) when it is unavailable (it needs root and
+/// bubblewrap), since a skipped check must not read as a pass.
+pub fn local_factory() -> Arc<LocalFactory> {
     match LocalFactory::new() {
-        Ok(f) => Some(Arc::new(f)),
+        Ok(f) => Arc::new(f),
         Err(e) => panic!("local sandbox unavailable ({e}); run scripts/setup as root"),
     }
 }

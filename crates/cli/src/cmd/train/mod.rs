@@ -301,6 +301,14 @@ mod tests {
         run(Cli::parse_from(argv).args)
     }
 
+    /// These tests run real episodes: where the local sandbox cannot start (it needs root and
+    /// bubblewrap) they fail, since a skipped check must not read as a pass.
+    fn require_local_sandbox() {
+        if let Err(e) = swerl_sandbox::LocalFactory::new() {
+            panic!("local sandbox unavailable ({e}); run scripts/setup as root");
+        }
+    }
+
     fn variables(engine: &swerl_policy::EngineHandle) -> BTreeMap<String, tch::Tensor> {
         let (tx, rx) = std::sync::mpsc::channel();
         engine
@@ -321,10 +329,7 @@ mod tests {
     /// weights of the trainer's checkpoint (loaded through `/update_weights_from_disk`).
     #[test]
     fn train_with_an_http_policy_reloads_the_servers_weights() {
-        if let Err(e) = swerl_sandbox::LocalFactory::new() {
-            eprintln!("SKIPPED: local sandbox unavailable here: {e}");
-            return;
-        }
+        require_local_sandbox();
         use swerl_policy::server;
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_policy_dir(dir.path());
@@ -381,14 +386,10 @@ mod tests {
         engine.shutdown();
     }
 
-    /// Real episodes in sandboxes through the whole loop, then a resume; where the local
-    /// sandbox cannot start (it needs root and bubblewrap) the test says so and returns.
+    /// Real episodes in sandboxes through the whole loop, then a resume.
     #[test]
     fn train_runs_real_episodes_and_resumes() {
-        if let Err(e) = swerl_sandbox::LocalFactory::new() {
-            eprintln!("SKIPPED: local sandbox unavailable here: {e}");
-            return;
-        }
+        require_local_sandbox();
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_policy_dir(dir.path());
         train(dir.path(), &model, 1, false).unwrap();
