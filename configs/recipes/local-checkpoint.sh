@@ -6,7 +6,8 @@
 #
 #   MODEL=/models/Qwen2.5-7B-Instruct DEVICE=cuda:0 configs/recipes/local-checkpoint.sh
 #
-# The checkpoint's dtype is kept (bf16 weights train in bf16 with f32 optimizer moments); its
+# The checkpoint's dtype is kept: bf16 weights train in mixed precision (bf16 compute, f32 master
+# weights, gradients and AdamW moments; checkpoints stay bf16 with the masters beside them); its
 # generation_config.json is ignored by rollouts, which always sample at temperature 1 with
 # top_k / top_p / min_p off (docs/method.md section 6). A vocabulary padded beyond the tokenizer
 # (Qwen2.5: 151,936 rows, 151,665 tokens) is never sampled past the tokenizer.

@@ -5,7 +5,9 @@
 //! - `model/` — the policy in Hugging Face layout (config.json + safetensors), loadable by
 //!   transformers and vLLM as it is;
 //! - `optimizer.safetensors` — AdamW moments (`exp_avg.{i}`, `exp_avg_sq.{i}`, in parameter
-//!   order, which `state.json` lists by name);
+//!   order, which `state.json` lists by name) and, for a run with bf16 working weights, the
+//!   f32 master weights (`master.{i}`): `model/` holds their bf16 rounding (what serving
+//!   loads), and a resume continues from the masters, bit for bit;
 //! - `state.json` — iteration, optimizer step, data cursor, seed and parameter names.
 //!
 //! Randomness is derived from `(seed, iteration, ...)` everywhere in the loop, so the seed and
@@ -95,7 +97,7 @@ pub fn save_with_files(
         std::fs::copy(file, tmp.join("model").join(name)).map_err(io(file))?;
     }
     let opt_path = tmp.join("optimizer.safetensors");
-    Tensor::write_safetensors(&learner.opt.state(), &opt_path)
+    Tensor::write_safetensors(&learner.trainable.state(), &opt_path)
         .map_err(|e| invalid(&opt_path, e))?;
     let state_json = serde_json::to_vec_pretty(state).expect("state serialises");
     std::fs::write(tmp.join("state.json"), state_json).map_err(io(&tmp))?;
@@ -128,12 +130,13 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     }
 }
 
-/// Restores weights and optimizer state into `learner` from checkpoint `dir`.
+/// Restores weights and optimizer state (f32 masters included) into `learner` from checkpoint
+/// `dir`.
 pub fn load(dir: &Path, learner: &mut Learner) -> Result<TrainState, CheckpointError> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let state: TrainState = serde_json::from_str(&text).map_err(|e| invalid(&state_path, e))?;
-    if state.param_names != learner.names {
+    if state.param_names != learner.trainable.names() {
         return Err(invalid(
             &state_path,
             "parameter names differ from the model being resumed",
@@ -144,7 +147,7 @@ pub fn load(dir: &Path, learner: &mut Learner) -> Result<TrainState, CheckpointE
     let opt_path = dir.join("optimizer.safetensors");
     let moments = Tensor::read_safetensors(&opt_path).map_err(|e| invalid(&opt_path, e))?;
     learner
-        .opt
+        .trainable
         .load_state(state.optimizer_step, &moments)
         .map_err(|e| invalid(&opt_path, e))?;
     Ok(state)

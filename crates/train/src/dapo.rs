@@ -11,9 +11,8 @@ use tch::{Kind, Tensor};
 
 use crate::batch::{micro_batches, pad, pad_rows, Sequence};
 use crate::learner::Learner;
-use crate::optim::clip_grad_norm;
 use crate::sft::StepConfig;
-use crate::step::{accumulate, zero_grad, MicroTensors};
+use crate::step::{accumulate, MicroTensors};
 
 /// Log-probs of every token of every sequence under the current model, without gradients:
 /// `out[i][t]` = log p(`ids[t]` | `ids[..t]`), `out[i][0]` = 0. These are the "old" log-probs
@@ -60,9 +59,7 @@ pub fn policy_step(
     cfg: &StepConfig,
     loss_cfg: &PolicyLossConfig,
 ) -> Result<PolicyStepStats, swerl_rl::loss::LossError> {
-    let Learner {
-        model, params, opt, ..
-    } = learner;
+    let Learner { model, trainable } = learner;
     let action_tokens: usize = seqs.iter().map(|s| s.trained_tokens()).sum();
     // Token mean over the whole mini-batch, exact under accumulation: every chunk divides by
     // the mini-batch's token count.
@@ -70,7 +67,7 @@ pub fn policy_step(
     if loss_cfg.aggregation == LossAggregation::TokenMean {
         loss_cfg.aggregation = LossAggregation::Constant(action_tokens.max(1) as f64);
     }
-    zero_grad(params);
+    trainable.zero_grad();
     let mut acc = MetricsAcc::default();
     let mut error = None;
     let mut loss = 0.0;
@@ -113,13 +110,13 @@ pub fn policy_step(
                 }
             }
         });
+        trainable.grads_to_f32();
     }
     if let Some(e) = error {
-        zero_grad(params);
+        trainable.zero_grad();
         return Err(e);
     }
-    let grad_norm = clip_grad_norm(params, cfg.max_grad_norm);
-    opt.step(params, lr);
+    let grad_norm = trainable.step(lr, cfg.max_grad_norm);
     Ok(PolicyStepStats {
         loss,
         action_tokens: action_tokens as f64,

@@ -319,10 +319,10 @@ impl DapoRun {
     fn save_checkpoint(&self, iteration: u64) -> Result<PathBuf, LoopError> {
         let state = TrainState {
             iteration: iteration + 1,
-            optimizer_step: self.learner.opt.step,
+            optimizer_step: self.learner.trainable.step,
             data_cursor: iteration + 1,
             seed: self.config.seed,
-            param_names: self.learner.names.clone(),
+            param_names: self.learner.trainable.names(),
         };
         let dir = checkpoint::save_with_files(
             &self.checkpoints(),

@@ -1,32 +1,23 @@
-//! The model being trained together with its parameter list and optimizer state.
+//! The model being trained together with its trainable state.
 
 use swerl_model::qwen2::Qwen2;
-use tch::Tensor;
 
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::AdamWConfig;
 use crate::step::named_parameters;
+use crate::trainable::Trainable;
 
-/// A model, its trainable parameters in checkpoint-key order, and AdamW state over them.
+/// A model and the trainable state over its parameters (working copies, f32 masters where
+/// the working copies are bf16, AdamW moments), in checkpoint-key order.
 #[derive(Debug)]
 pub struct Learner {
     pub model: Qwen2,
-    /// Checkpoint keys of `params`, same order.
-    pub names: Vec<String>,
-    pub params: Vec<Tensor>,
-    pub opt: AdamW,
+    pub trainable: Trainable,
 }
 
 impl Learner {
-    /// Wraps `model` with fresh optimizer state.
+    /// Trains every parameter of `model`, with fresh optimizer state.
     pub fn new(model: Qwen2, adamw: AdamWConfig) -> Self {
-        let (names, params): (Vec<String>, Vec<Tensor>) =
-            named_parameters(&model).into_iter().unzip();
-        let opt = AdamW::new(adamw, &params);
-        Learner {
-            model,
-            names,
-            params,
-            opt,
-        }
+        let trainable = Trainable::new(named_parameters(&model), adamw);
+        Learner { model, trainable }
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Drivers: [`rft::run_rft`] (rejection fine-tuning) and [`dapo_loop::DapoRun`] (multi-turn
 //! DAPO, configured by [`config::DapoConfig`]), both built from the steps in [`sft`], [`dapo`],
-//! [`data`], [`batch`], [`optim`], [`schedule`] and [`checkpoint`].
+//! [`data`], [`batch`], [`optim`], [`schedule`] and [`checkpoint`]. What a step trains is one
+//! [`trainable::Trainable`]: working weights, f32 masters (for bf16 working weights), AdamW
+//! moments, and the step over them (mixed precision as PyTorch FSDP's `MixedPrecision`).
 
 pub mod batch;
 pub mod bench;
@@ -25,7 +27,9 @@ pub mod sampling;
 pub mod schedule;
 pub mod sft;
 pub mod step;
+pub mod trainable;
 
 pub use learner::Learner;
-pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use optim::{clip_grad_norm, AdamWConfig};
 pub use schedule::LrSchedule;
+pub use trainable::Trainable;

@@ -9,8 +9,7 @@ use tch::Kind;
 
 use crate::batch::{micro_batches, pad, Sequence};
 use crate::learner::Learner;
-use crate::optim::clip_grad_norm;
-use crate::step::{accumulate, zero_grad, MicroTensors, PassOptions};
+use crate::step::{accumulate, MicroTensors, PassOptions};
 
 /// Settings of one optimizer step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,13 +33,11 @@ pub struct SftStats {
 
 /// One optimizer step on `seqs` (one mini-batch).
 pub fn sft_step(learner: &mut Learner, seqs: &[Sequence], lr: f64, cfg: &StepConfig) -> SftStats {
-    let Learner {
-        model, params, opt, ..
-    } = learner;
+    let Learner { model, trainable } = learner;
     let trained: usize = seqs.iter().map(|s| s.trained_tokens()).sum();
     let norm = trained.max(1) as f64;
     let batches = micro_batches(seqs, cfg.micro_batch_tokens);
-    zero_grad(params);
+    trainable.zero_grad();
     let mut loss = 0.0;
     for idx in &batches {
         let mb = MicroTensors::new(&pad(seqs, idx, 0), model.device());
@@ -48,9 +45,9 @@ pub fn sft_step(learner: &mut Learner, seqs: &[Sequence], lr: f64, cfg: &StepCon
             let mask = mb.mask.narrow(0, start, len);
             -(&stats.logprobs * mask).sum(Kind::Float) / norm
         });
+        trainable.grads_to_f32();
     }
-    let grad_norm = clip_grad_norm(params, cfg.max_grad_norm);
-    opt.step(params, lr);
+    let grad_norm = trainable.step(lr, cfg.max_grad_norm);
     SftStats {
         loss,
         trained_tokens: trained,

@@ -114,13 +114,3 @@ pub fn named_parameters(model: &Qwen2) -> Vec<(String, Tensor)> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
 }
-
-/// Clears accumulated gradients.
-pub fn zero_grad(params: &[Tensor]) {
-    for p in params {
-        let mut g = p.grad();
-        if g.defined() {
-            let _ = g.zero_();
-        }
-    }
-}

@@ -1,4 +1,5 @@
-//! Checkpoints restore a learner exactly: a resumed run continues bit-for-bit.
+//! Checkpoints restore a learner exactly: a resumed run continues bit-for-bit, in f32 and in
+//! bf16 mixed precision (whose checkpoint carries the f32 masters).
 
 use swerl_model::config::Qwen2Config;
 use swerl_model::qwen2::Qwen2;
@@ -7,14 +8,14 @@ use swerl_train::checkpoint::{latest, load, save, TrainState};
 use swerl_train::sft::{sft_step, StepConfig};
 use swerl_train::step::PassOptions;
 use swerl_train::{AdamWConfig, Learner};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
-fn learner(seed: i64) -> Learner {
+fn learner(seed: i64, kind: Kind) -> Learner {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
     Learner::new(
-        Qwen2::new(Qwen2Config::tiny(), Device::Cpu, Kind::Float),
+        Qwen2::new(Qwen2Config::tiny(), Device::Cpu, kind),
         AdamWConfig::default(),
     )
 }
@@ -39,23 +40,23 @@ const CFG: StepConfig = StepConfig {
     },
 };
 
-#[test]
-fn resume_from_checkpoint_is_bit_for_bit() {
+/// Three steps uninterrupted vs. one step, checkpoint, resume into a differently seeded model,
+/// two more steps: masters and working weights are equal bit for bit. `lr` is the paper's RFT
+/// rate in bf16, where the masters carry what the bf16 weights cannot.
+fn resume_is_bit_for_bit(kind: Kind, lr: f64) {
     let dir = tempfile::tempdir().unwrap();
-    // Uninterrupted: three steps.
-    let mut a = learner(11);
+    let mut a = learner(11, kind);
     for salt in 0..3 {
-        sft_step(&mut a, &batch(salt), 1e-3, &CFG);
+        sft_step(&mut a, &batch(salt), lr, &CFG);
     }
-    // Interrupted after the first step, checkpointed, resumed into a differently seeded model.
-    let mut b = learner(11);
-    sft_step(&mut b, &batch(0), 1e-3, &CFG);
+    let mut b = learner(11, kind);
+    sft_step(&mut b, &batch(0), lr, &CFG);
     let state = TrainState {
         iteration: 1,
-        optimizer_step: b.opt.step,
+        optimizer_step: b.trainable.step,
         data_cursor: 1,
         seed: 11,
-        param_names: b.names.clone(),
+        param_names: b.trainable.names(),
     };
     let written = save(dir.path(), &b, &state).unwrap();
     assert_eq!(
@@ -67,14 +68,71 @@ fn resume_from_checkpoint_is_bit_for_bit() {
             && written.join("model/model.safetensors").is_file()
     );
     drop(b);
-    let mut c = learner(99);
+    let mut c = learner(99, kind);
     let restored = load(&written, &mut c).unwrap();
     assert_eq!(restored, state);
     for salt in restored.data_cursor as u32..3 {
-        sft_step(&mut c, &batch(salt), 1e-3, &CFG);
+        sft_step(&mut c, &batch(salt), lr, &CFG);
     }
-    for ((name, pa), pc) in a.names.iter().zip(&a.params).zip(&c.params) {
-        assert!(pa.equal(pc), "{name} differs after resume");
+    for (pa, pc) in a.trainable.params.iter().zip(&c.trainable.params) {
+        assert!(
+            pa.master().equal(pc.master()),
+            "{kind:?} {}: master differs after resume",
+            pa.name
+        );
+        assert!(
+            pa.working.equal(&pc.working),
+            "{kind:?} {}: weights differ after resume",
+            pa.name
+        );
+    }
+}
+
+#[test]
+fn resume_from_checkpoint_is_bit_for_bit() {
+    resume_is_bit_for_bit(Kind::Float, 1e-3);
+}
+
+#[test]
+fn bf16_resume_continues_from_the_f32_masters_bit_for_bit() {
+    resume_is_bit_for_bit(Kind::BFloat16, 5e-6);
+}
+
+#[test]
+fn a_bf16_checkpoint_is_a_bf16_model_directory_with_f32_masters_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = learner(5, Kind::BFloat16);
+    sft_step(&mut b, &batch(0), 5e-6, &CFG);
+    let state = TrainState {
+        iteration: 1,
+        optimizer_step: 1,
+        data_cursor: 1,
+        seed: 5,
+        param_names: b.trainable.names(),
+    };
+    let written = save(dir.path(), &b, &state).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written.join("model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let weights = Tensor::read_safetensors(written.join("model/model.safetensors")).unwrap();
+    assert!(weights.iter().all(|(_, t)| t.kind() == Kind::BFloat16));
+    let opt = Tensor::read_safetensors(written.join("optimizer.safetensors")).unwrap();
+    let masters: Vec<_> = opt
+        .iter()
+        .filter(|(n, _)| n.starts_with("master."))
+        .collect();
+    assert_eq!(masters.len(), b.trainable.params.len());
+    assert!(masters.iter().all(|(_, t)| t.kind() == Kind::Float));
+    // The saved bf16 weights are the masters rounded: what serving loads is what trained.
+    for (i, p) in b.trainable.params.iter().enumerate() {
+        let saved = &weights.iter().find(|(n, _)| *n == p.name).unwrap().1;
+        let master = &opt
+            .iter()
+            .find(|(n, _)| *n == format!("master.{i}"))
+            .unwrap()
+            .1;
+        assert!(saved.equal(&master.to_kind(Kind::BFloat16)), "{}", p.name);
     }
 }
 

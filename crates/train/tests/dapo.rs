@@ -1,6 +1,9 @@
 //! The DAPO policy step on a tiny random Qwen2.
 
-use swerl_model::config::Qwen2Config;
+mod common;
+
+use common::tiny_model;
+
 use swerl_model::logprobs::score_sequence;
 use swerl_model::qwen2::Qwen2;
 use swerl_rl::loss::{ClipRange, PolicyLossConfig};
@@ -9,15 +12,7 @@ use swerl_train::dapo::{policy_step, recompute_logprobs};
 use swerl_train::sft::StepConfig;
 use swerl_train::step::PassOptions;
 use swerl_train::{AdamWConfig, Learner};
-use tch::{Device, Kind, Tensor};
-
-/// libtorch's seed is global and tests run on parallel threads: seed and build under a lock.
-fn tiny_model(seed: i64) -> Qwen2 {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(seed);
-    Qwen2::new(Qwen2Config::tiny(), Device::Cpu, Kind::Float)
-}
+use tch::Tensor;
 
 fn seq(len: usize, prompt: usize, salt: u32, advantage: f32) -> Sequence {
     Sequence {
@@ -124,7 +119,12 @@ fn micro_batched_policy_step_equals_one_batch() {
             &loss_cfg,
         )
         .unwrap();
-        let after: Vec<Tensor> = learner.params.iter().map(|t| t.detach().copy()).collect();
+        let after: Vec<Tensor> = learner
+            .trainable
+            .params
+            .iter()
+            .map(|p| p.working.detach().copy())
+            .collect();
         (after, stats.loss)
     };
     let (plain, l0) = run(4096, 4096);
@@ -137,4 +137,40 @@ fn micro_batched_policy_step_equals_one_batch() {
         .fold(0.0, f64::max);
     // Adam's first step moves weights by ~lr = 1e-3; a lost micro-batch would show at that scale.
     assert!(d < 2e-5, "micro-batched step differs by {d}");
+}
+
+/// Issue 12's bar, on DAPO steps: 8 policy steps (a new mini-batch each) at the paper's
+/// learning rates in bf16 mixed precision move the weights as f32 training does; bf16 weights
+/// updated in place do not.
+#[test]
+fn bf16_mixed_precision_tracks_f32_training_and_pure_bf16_does_not() {
+    let batches: Vec<Vec<Sequence>> = (0..8u32)
+        .map(|i| {
+            vec![
+                seq(30, 5, 1 + i, 0.7),
+                seq(11, 3, 40 + i, -1.2),
+                seq(19, 9, 80 + i, 0.5),
+            ]
+        })
+        .collect();
+    // Old log-probs a little off the policy (the same for every run), so ratios differ from 1.
+    let model = tiny_model(21);
+    let old: Vec<Vec<Vec<f32>>> = batches
+        .iter()
+        .map(|b| {
+            recompute_logprobs(&model, b, &cfg(4096, 64))
+                .into_iter()
+                .map(|v| v.into_iter().map(|x| x - 0.05).collect())
+                .collect()
+        })
+        .collect();
+    let loss_cfg = PolicyLossConfig::new(ClipRange::STAGE1);
+    for lr in [1e-6, 5e-6] {
+        let runs = common::precision_tracking(21, batches.len(), lr, &|learner, lr, i| {
+            policy_step(learner, &batches[i], &old[i], lr, &cfg(4096, 64), &loss_cfg).unwrap();
+        });
+        eprintln!("DAPO lr {lr:e}: {runs:?}");
+        assert!(runs.mixed.tracks(), "lr {lr:e}: mixed precision {runs:?}");
+        assert!(!runs.pure_bf16.tracks(), "lr {lr:e}: pure bf16 {runs:?}");
+    }
 }

@@ -1,23 +1,17 @@
 //! The SFT step on a tiny random Qwen2: it learns, and its memory-saving paths (micro-batch
 //! accumulation, activation checkpointing, chunked log-probs) give the same update as the
-//! plain one.
+//! plain one; in bf16 it trains through f32 masters and tracks f32 training.
 
-use swerl_model::config::Qwen2Config;
+mod common;
+
+use common::tiny_model;
+
 use swerl_model::qwen2::Qwen2;
 use swerl_train::batch::Sequence;
 use swerl_train::sft::{sft_step, StepConfig};
 use swerl_train::step::{named_parameters, PassOptions};
 use swerl_train::{AdamWConfig, Learner};
-use tch::{Device, Kind, Tensor};
-
-/// Tests run on parallel threads and libtorch's seed is global: hold a lock while seeding
-/// and initialising so every model built from the same seed is identical.
-fn tiny_model(seed: i64) -> Qwen2 {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(seed);
-    Qwen2::new(Qwen2Config::tiny(), Device::Cpu, Kind::Float)
-}
+use tch::Tensor;
 
 fn seqs(vocab: u32) -> Vec<Sequence> {
     // Two "trajectories": a prompt part (mask 0) then trained tokens (mask 1), different lengths.
@@ -55,7 +49,12 @@ fn one_step(c: StepConfig) -> Vec<Tensor> {
     let mut learner = Learner::new(tiny_model(7), AdamWConfig::default());
     let vocab = learner.model.config.vocab_size as u32;
     sft_step(&mut learner, &seqs(vocab), 1e-3, &c);
-    learner.params.iter().map(|t| t.detach().copy()).collect()
+    learner
+        .trainable
+        .params
+        .iter()
+        .map(|p| p.working.detach().copy())
+        .collect()
 }
 
 fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
@@ -102,4 +101,29 @@ fn micro_batching_checkpointing_and_chunking_give_the_same_update() {
         .map(|t| t.detach().copy())
         .collect();
     assert!(max_abs_diff(&plain, &before) > 1e-5);
+}
+
+/// Issue 12's bar, on RFT steps: 8 steps (a new batch each) at the paper's learning rates in
+/// bf16 mixed precision move the weights as f32 training does; bf16 weights updated in place
+/// do not.
+#[test]
+fn bf16_mixed_precision_tracks_f32_training_and_pure_bf16_does_not() {
+    for lr in [1e-6, 5e-6] {
+        let runs = common::precision_tracking(21, 8, lr, &|learner, lr, step| {
+            let vocab = learner.model.config.vocab_size as u32;
+            let s: Vec<Sequence> = seqs(vocab)
+                .into_iter()
+                .map(|mut s| {
+                    s.ids
+                        .iter_mut()
+                        .for_each(|t| *t = (*t + 37 * step as u32) % vocab);
+                    s
+                })
+                .collect();
+            sft_step(learner, &s, lr, &cfg(4096, false, 64));
+        });
+        eprintln!("RFT lr {lr:e}: {runs:?}");
+        assert!(runs.mixed.tracks(), "lr {lr:e}: mixed precision {runs:?}");
+        assert!(!runs.pure_bf16.tracks(), "lr {lr:e}: pure bf16 {runs:?}");
+    }
 }

@@ -54,8 +54,7 @@ pub struct Args {
     /// Compute device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Train in float32 or bfloat16 (default: the checkpoint's dtype).
-    #[arg(long)]
+    #[arg(long, value_name = "DTYPE", help = DTYPE_HELP)]
     dtype: Option<String>,
     /// Which graded trajectories to learn from: `resolved` (rejection fine-tuning) or `all`
     /// (plain supervised fine-tuning, e.g. on demonstrations).
@@ -125,7 +124,14 @@ fn rft_config(args: &Args) -> RftConfig {
     }
 }
 
-/// Loads `dir` as a model with fresh AdamW state (the paper's betas, eps and wd 0.1).
+/// `--dtype` of the training commands (`rft`, `train`, `demo`).
+pub const DTYPE_HELP: &str = "Working dtype of the weights: float32, or bfloat16 for mixed \
+    precision (bf16 weights and activations for compute; f32 master weights, gradients and \
+    AdamW moments; the bf16 weights refreshed from the masters after each step) [default: the \
+    checkpoint's dtype]";
+
+/// Loads `dir` as a model with fresh AdamW state (the paper's betas, eps and wd 0.1), its
+/// weights in `dtype` (default: the checkpoint's); bf16 weights train through f32 masters.
 pub fn load_learner(dir: &Path, device: &str, dtype: Option<&str>) -> anyhow::Result<Learner> {
     let device = swerl_model::device::resolve_device(device)?;
     let kind = dtype
@@ -133,6 +139,14 @@ pub fn load_learner(dir: &Path, device: &str, dtype: Option<&str>) -> anyhow::Re
         .transpose()?;
     let model = swerl_model::weights::load_model(dir, device, kind)
         .with_context(|| format!("loading the model in {}", dir.display()))?;
+    if model.kind() == tch::Kind::Half {
+        // f16 gradients underflow without loss scaling, which swerl does not do.
+        bail!(
+            "{}: float16 weights cannot be trained here (float16 training needs loss scaling); \
+             pass --dtype bfloat16 or --dtype float32",
+            dir.display()
+        );
+    }
     Ok(Learner::new(model, AdamWConfig::default()))
 }
 
@@ -245,10 +259,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rft_command_writes_a_complete_model_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let (base, out) = (dir.path().join("base"), dir.path().join("out"));
+    /// A tiny f32 base model and a trajectory folder (one resolved, one not) in `dir`.
+    fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+        let (base, trajs) = (dir.join("base"), dir.join("trajs"));
         tch::manual_seed(1);
         let model = swerl_model::qwen2::Qwen2::new(
             swerl_model::config::Qwen2Config::tiny(),
@@ -257,14 +270,17 @@ mod tests {
         );
         swerl_model::weights::save_model(&model, &base, 1 << 30).unwrap();
         std::fs::write(base.join("tokenizer_config.json"), "{}").unwrap();
-        let trajs = dir.path().join("trajs");
         std::fs::create_dir_all(&trajs).unwrap();
         let lines: String = [trajectory("a", true), trajectory("b", false)]
             .iter()
             .map(|t| swerl_trajectory::to_json_line(t).unwrap())
             .collect();
         std::fs::write(trajs.join("trajectories.jsonl"), lines).unwrap();
-        let cli = Cli::parse_from([
+        (base, trajs)
+    }
+
+    fn rft_args(base: &Path, trajs: &Path, out: &Path, extra: &[&str]) -> Args {
+        let mut argv = vec![
             "rft",
             "--trajectories",
             trajs.to_str().unwrap(),
@@ -278,8 +294,17 @@ mod tests {
             "3",
             "--warmup",
             "1",
-        ]);
-        run(cli.args).unwrap();
+        ];
+        argv.extend(extra);
+        Cli::parse_from(argv).args
+    }
+
+    #[test]
+    fn rft_command_writes_a_complete_model_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, trajs) = fixture(dir.path());
+        let out = dir.path().join("out");
+        run(rft_args(&base, &trajs, &out, &[])).unwrap();
         for f in [
             "config.json",
             "model.safetensors",
@@ -294,5 +319,31 @@ mod tests {
         assert_eq!(report["selection"]["kept"], 1);
         assert_eq!(report["selection"]["rejected"], 1);
         assert_eq!(report["steps"], 3);
+    }
+
+    #[test]
+    fn dtype_bfloat16_trains_in_mixed_precision_and_float16_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, trajs) = fixture(dir.path());
+        let out = dir.path().join("bf16");
+        run(rft_args(&base, &trajs, &out, &["--dtype", "bfloat16"])).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["torch_dtype"], "bfloat16");
+        let weights = tch::Tensor::read_safetensors(out.join("model.safetensors")).unwrap();
+        assert!(weights.iter().all(|(_, t)| t.kind() == tch::Kind::BFloat16));
+        let err = run(rft_args(
+            &base,
+            &trajs,
+            &dir.path().join("f16"),
+            &["--dtype", "float16"],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("pass --dtype bfloat16 or --dtype float32"),
+            "{err}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use swerl_trajectory::{
     EpisodeStatus, EpisodeTimings, GradeOutcome, GradeReport, RewardParts, Trajectory, Turn,
     TurnTimings,
 };
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// libtorch's seed is global and tests run on parallel threads: every model is seeded and
 /// built under this one lock.
@@ -218,5 +218,105 @@ pub fn flat_weights(model: &Qwen2) -> Vec<(String, Vec<f32>)> {
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars.into_iter()
         .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+        .collect()
+}
+
+/// How one run's weight deltas compare with the f32 run's.
+#[derive(Debug, Clone, Copy)]
+pub struct Tracking {
+    pub cosine: f64,
+    /// |delta| / |f32 delta|.
+    pub norm_ratio: f64,
+}
+
+impl Tracking {
+    /// The bar of issue 12: cosine >= 0.99 and a norm ratio within 10%.
+    pub fn tracks(&self) -> bool {
+        self.cosine >= 0.99 && (0.9..=1.1).contains(&self.norm_ratio)
+    }
+}
+
+/// The three precisions of [`precision_tracking`].
+#[derive(Debug, Clone, Copy)]
+pub struct PrecisionRuns {
+    /// bf16 working weights with f32 masters (what `--dtype bfloat16` trains with).
+    pub mixed: Tracking,
+    /// The counterexample: bf16 weights updated in place, no master.
+    pub pure_bf16: Tracking,
+}
+
+/// `steps` optimizer steps at `lr` (`step(learner, lr)` is one) from the same start, the
+/// tiny model of `seed` rounded to bf16, three ways: in f32; in bf16 mixed precision; and with
+/// pure-bf16 updates, emulated by resetting every master to its rounded working copy after
+/// each step (exactly what updating bf16 weights in place leaves). The mixed run's deltas are
+/// its masters' (what it trains); the pure run's are its weights'.
+pub fn precision_tracking(
+    seed: i64,
+    steps: usize,
+    lr: f64,
+    step: &dyn Fn(&mut Learner, f64, usize),
+) -> PrecisionRuns {
+    let start = tiny_model(seed);
+    tch::no_grad(|| {
+        for (_, v) in start.vs.variables() {
+            v.shallow_clone().copy_(&v.to_kind(Kind::BFloat16));
+        }
+    });
+    let init: Vec<Tensor> = named(&start).iter().map(|t| t.detach().copy()).collect();
+    let run = |kind: Kind, pure: bool| -> Vec<Tensor> {
+        let mut model = tiny_model(seed);
+        model.vs.copy(&start.vs).unwrap();
+        if kind != Kind::Float {
+            model.vs.set_kind(kind);
+        }
+        let mut learner = Learner::new(model, swerl_train::AdamWConfig::default());
+        for i in 0..steps {
+            step(&mut learner, lr, i);
+            if pure {
+                for p in &learner.trainable.params {
+                    let master = p.master().shallow_clone();
+                    tch::no_grad(|| master.shallow_clone().copy_(&p.working));
+                }
+            }
+        }
+        let params = &learner.trainable.params;
+        params
+            .iter()
+            .zip(&init)
+            .map(|(p, i0)| p.master() - i0)
+            .collect()
+    };
+    let f32_delta = run(Kind::Float, false);
+    let compare = |delta: Vec<Tensor>| {
+        let dot = |a: &[Tensor], b: &[Tensor]| -> f64 {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| {
+                    (x.to_kind(Kind::Double) * y.to_kind(Kind::Double))
+                        .sum(Kind::Double)
+                        .double_value(&[])
+                })
+                .sum()
+        };
+        let (ab, aa, bb) = (
+            dot(&delta, &f32_delta),
+            dot(&delta, &delta),
+            dot(&f32_delta, &f32_delta),
+        );
+        Tracking {
+            cosine: ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE),
+            norm_ratio: (aa / bb).sqrt(),
+        }
+    };
+    PrecisionRuns {
+        mixed: compare(run(Kind::BFloat16, false)),
+        pure_bf16: compare(run(Kind::BFloat16, true)),
+    }
+}
+
+fn named(model: &Qwen2) -> Vec<Tensor> {
+    swerl_train::step::named_parameters(model)
+        .into_iter()
+        .map(|(_, t)| t)
         .collect()
 }

@@ -55,6 +55,10 @@ pub struct Args {
     /// Compute device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Working dtype of the trained weights (`rft` and `train`): float32 (the default here),
+    /// or bfloat16 for mixed precision (bf16 compute, f32 master weights and optimizer).
+    #[arg(long, value_name = "DTYPE")]
+    pub dtype: Option<String>,
 }
 
 /// What a finished stage leaves in `<stage>/stage.json`.
@@ -72,6 +76,8 @@ struct Demo {
     out: PathBuf,
     tasks_file: PathBuf,
     device: String,
+    /// `--dtype` of the training stages, when given.
+    dtype: Option<String>,
     /// Instance id -> split, of the selected tasks.
     splits: BTreeMap<String, String>,
     tasks: Vec<Task>,
@@ -124,11 +130,15 @@ impl Demo {
         let tasks = load_selected(&tasks_file, &plan)?;
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("creating the run folder {}", args.out.display()))?;
-        let recorded = serde_json::json!({
+        let mut recorded = serde_json::json!({
             "plan": plan,
             "tasks_file": tasks_file.display().to_string(),
             "device": args.device,
         });
+        if let Some(dtype) = &args.dtype {
+            // Only when given, so that folders made before the flag existed still resume.
+            recorded["dtype"] = dtype.as_str().into();
+        }
         let path = args.out.join("demo-config.json");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -136,7 +146,7 @@ impl Demo {
                     .with_context(|| format!("reading {}", path.display()))?;
                 if old != recorded {
                     bail!(
-                        "{} was made by a demo with another plan (preset, seed, tasks or device differ); \
+                        "{} was made by a demo with another plan (preset, seed, tasks, device or dtype differ); \
                          rerun with the same flags to resume, or choose another --out",
                         path.display()
                     );
@@ -156,9 +166,18 @@ impl Demo {
             out: args.out.clone(),
             tasks_file,
             device: args.device.clone(),
+            dtype: args.dtype.clone(),
             splits,
             tasks,
         })
+    }
+
+    /// `--dtype D` for the training commands, when the demo was given one.
+    fn dtype_flag(&self) -> Vec<String> {
+        self.dtype
+            .iter()
+            .flat_map(|d| ["--dtype".to_string(), d.clone()])
+            .collect()
     }
 
     /// Runs `f` unless `<name>/stage.json` says it finished; returns the stage's model.
@@ -426,6 +445,7 @@ impl Demo {
             "--device".into(),
             self.device.clone(),
         ]);
+        argv.extend(self.dtype_flag());
         super::rft::run(parse(&argv)?)?;
         Ok(())
     }
@@ -466,6 +486,7 @@ impl Demo {
             self.device.clone(),
         ];
         argv.extend(self.task_flags(Some("train")));
+        argv.extend(self.dtype_flag());
         let mut note = None;
         if let Some(from) = pool_from {
             match self.pool_filter(from)? {

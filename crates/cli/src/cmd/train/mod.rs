@@ -50,6 +50,8 @@ pub struct Args {
     /// Compute device of trainer and engine: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[arg(long, value_name = "DTYPE", help = super::rft::DTYPE_HELP)]
+    dtype: Option<String>,
     /// Episodes in flight at once (also the engine's batch size).
     #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
@@ -91,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tasks = select_tasks(&args)?;
     let pool = training_pool(&args, &tasks)?;
     let sampler = sampler(&args, config.seed)?;
-    let learner = super::rft::load_learner(&args.model, &args.device, None)?;
+    let learner = super::rft::load_learner(&args.model, &args.device, args.dtype.as_deref())?;
     let mut backend = SweBackend::new(&args, &config, tasks, sampler)?;
     let mut run = DapoRun::new(config, learner, &args.out, pool)?;
     run.model_files = swerl_train::rft::tokenizer_files(&args.model);
