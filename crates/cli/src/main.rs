@@ -53,6 +53,8 @@ enum Command {
     Rft(cmd::rft::Args),
     /// Multi-turn DAPO: rollouts, advantages, clipped updates, weight sync (resumable).
     Train(cmd::train::Args),
+    /// Start N ranks of a swerl command on this node (like torchrun --nproc-per-node N).
+    Launch(cmd::launch::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Rft(args) => cmd::rft::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Launch(args) => cmd::launch::run(args),
     };
     match result {
         Ok(code) => code,

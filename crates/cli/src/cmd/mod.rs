@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod eval;
 pub mod grade;
+pub mod launch;
 pub mod model;
 pub mod rft;
 pub mod rl;

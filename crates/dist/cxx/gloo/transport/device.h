@@ -1,0 +1,3 @@
+// See README.md: declarations only.
+#pragma once
+#include "../declarations.h"
