@@ -148,6 +148,13 @@ void swerl_group_free(swerl_group* group) {
   delete group;
 }
 
+char* swerl_group_set_timeout(swerl_group* group, int64_t timeout_ms) {
+  return guarded([&] {
+    group->timeout = std::chrono::milliseconds(timeout_ms);
+    group->backend->setTimeout(group->timeout);
+  });
+}
+
 char* swerl_all_reduce(swerl_group* group, swerl_tensor* tensor, int op) {
   return guarded([&] {
     std::vector<at::Tensor> tensors{tensor_ref(tensor)};

@@ -37,6 +37,8 @@ char* swerl_group_new_plugin(swerl_store* store, const char* prefix, int rank, i
                              int64_t timeout_ms, swerl_backend_factory factory,
                              swerl_group** out);
 void swerl_group_free(swerl_group* group);
+// Changes the timeout of every later collective.
+char* swerl_group_set_timeout(swerl_group* group, int64_t timeout_ms);
 
 // Collectives; each returns once the operation has completed (or failed, or timed out).
 // op: 0 sum, 1 max, 2 min.

@@ -61,6 +61,7 @@ extern "C" {
         out: *mut *mut CGroup,
     ) -> *mut c_char;
     fn swerl_group_free(group: *mut CGroup);
+    fn swerl_group_set_timeout(group: *mut CGroup, timeout_ms: i64) -> *mut c_char;
     fn swerl_all_reduce(group: *mut CGroup, tensor: *mut c_void, op: c_int) -> *mut c_char;
     fn swerl_reduce_scatter(
         group: *mut CGroup,
@@ -197,6 +198,11 @@ impl RawGroup {
             )
         })?;
         Ok(RawGroup(out))
+    }
+
+    pub fn set_timeout(&mut self, timeout_ms: i64) -> Result<(), String> {
+        // SAFETY: live group.
+        check(unsafe { swerl_group_set_timeout(self.0, timeout_ms) })
     }
 
     pub fn all_reduce(&mut self, t: &mut Tensor, op: i32) -> Result<(), String> {

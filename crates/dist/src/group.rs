@@ -129,6 +129,17 @@ impl ProcessGroup {
         self.timeout
     }
 
+    /// Changes how long every later collective waits for the other ranks.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), DistError> {
+        self.timeout = timeout;
+        match self.raw.as_mut() {
+            None => Ok(()),
+            Some(raw) => raw
+                .set_timeout(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+                .map_err(DistError::Usage),
+        }
+    }
+
     /// Reduces `t` over all ranks, in place: afterwards every rank holds the result.
     pub fn all_reduce(&mut self, t: &mut Tensor, op: ReduceOp) -> Result<(), DistError> {
         self.check_buffer("all_reduce", t)?;

@@ -74,6 +74,8 @@ pub struct LaunchSpec {
     pub env: Vec<(String, String)>,
     /// How long the other ranks get to exit after SIGTERM once one has failed.
     pub grace: Duration,
+    /// Stop every rank and fail when the job runs longer than this (`None`: no limit).
+    pub deadline: Option<Duration>,
 }
 
 /// How one rank ended.
@@ -99,7 +101,13 @@ pub fn launch(spec: &LaunchSpec) -> Result<Vec<RankExit>, DistError> {
         spec.program.display(),
         store.port()
     );
-    let exits = supervise(children, spec.grace)?;
+    let (exits, overran) = supervise(children, spec.grace, spec.deadline)?;
+    if overran {
+        return Err(DistError::Launch(format!(
+            "the ranks ran past the deadline of {:?} and were stopped",
+            spec.deadline.unwrap_or_default()
+        )));
+    }
     match exits.iter().find(|e| !e.status.success() && !e.stopped) {
         None => Ok(exits),
         Some(failed) => {
@@ -136,8 +144,14 @@ fn spawn_ranks(spec: &LaunchSpec, store: &StoreServer) -> Result<Vec<Child>, Dis
     Ok(children)
 }
 
-/// Waits for every child; after the first failure, stops the rest.
-fn supervise(mut children: Vec<Child>, grace: Duration) -> Result<Vec<RankExit>, DistError> {
+/// Waits for every child; after the first failure (or past `deadline`), stops the rest.
+/// Returns how each rank ended and whether the deadline passed.
+fn supervise(
+    mut children: Vec<Child>,
+    grace: Duration,
+    deadline: Option<Duration>,
+) -> Result<(Vec<RankExit>, bool), DistError> {
+    let started = Instant::now();
     let mut exits: Vec<Option<RankExit>> = vec![None; children.len()];
     loop {
         let mut failed = false;
@@ -154,7 +168,8 @@ fn supervise(mut children: Vec<Child>, grace: Duration) -> Result<Vec<RankExit>,
                 });
             }
         }
-        if failed {
+        let overran = deadline.is_some_and(|d| started.elapsed() > d);
+        if failed || overran {
             let running: Vec<(usize, &mut Child)> = children
                 .iter_mut()
                 .enumerate()
@@ -168,9 +183,10 @@ fn supervise(mut children: Vec<Child>, grace: Duration) -> Result<Vec<RankExit>,
                     stopped: true,
                 });
             }
+            return Ok((exits.into_iter().flatten().collect(), overran));
         }
         if exits.iter().all(Option::is_some) {
-            return Ok(exits.into_iter().flatten().collect());
+            return Ok((exits.into_iter().flatten().collect(), false));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -14,7 +14,8 @@ use tch::{Device, Kind, Tensor};
 
 /// Set in a worker's environment: the directory the worker writes into.
 const OUT_VAR: &str = "SWERL_DIST_TEST_OUT";
-/// Set in a worker's environment: the collective timeout in milliseconds.
+/// Set in a worker's environment: the collective timeout in milliseconds (the rendezvous gets
+/// a generous one, so a loaded machine never fails it).
 const TIMEOUT_VAR: &str = "SWERL_DIST_TEST_TIMEOUT_MS";
 
 /// Runs `worker` (a test name in this file) as `nproc` ranks; returns the launch result and
@@ -23,6 +24,19 @@ fn run_workers(
     worker: &str,
     nproc: usize,
     timeout_ms: u64,
+) -> (
+    Result<Vec<swerl_dist::RankExit>, swerl_dist::DistError>,
+    tempfile::TempDir,
+) {
+    // A hang guard only: a worker stuck by a bug fails its test instead of the suite.
+    run_workers_until(worker, nproc, timeout_ms, Duration::from_secs(300))
+}
+
+fn run_workers_until(
+    worker: &str,
+    nproc: usize,
+    timeout_ms: u64,
+    deadline: Duration,
 ) -> (
     Result<Vec<swerl_dist::RankExit>, swerl_dist::DistError>,
     tempfile::TempDir,
@@ -46,6 +60,7 @@ fn run_workers(
             (TIMEOUT_VAR.into(), timeout_ms.to_string()),
         ],
         grace: Duration::from_secs(5),
+        deadline: Some(deadline),
     };
     (launch(&spec), out)
 }
@@ -57,7 +72,8 @@ fn join() -> (ProcessGroup, PathBuf) {
         .unwrap()
         .expect("the launcher sets WORLD_SIZE");
     let timeout: u64 = std::env::var(TIMEOUT_VAR).unwrap().parse().unwrap();
-    let group = init_process_group(&env, Device::Cpu, Duration::from_millis(timeout)).unwrap();
+    let mut group = init_process_group(&env, Device::Cpu, Duration::from_secs(120)).unwrap();
+    group.set_timeout(Duration::from_millis(timeout)).unwrap();
     (group, out)
 }
 
@@ -179,10 +195,13 @@ fn worker_silent() {
     if g.rank() == 1 {
         // Alive but never joins the collective: waits until rank 0 has given up.
         let error = out.join("error");
-        while !error.exists() {
+        for _ in 0..2400 {
+            if error.exists() {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        return;
+        panic!("rank 0 never reported its timeout");
     }
     let mut t = Tensor::ones([4], (Kind::Float, Device::Cpu));
     let err = g.all_reduce(&mut t, ReduceOp::Sum).unwrap_err();
@@ -210,6 +229,13 @@ fn worker_fails_fast() {
     }
     // Rank 0 would otherwise run for a long time; the launcher must stop it.
     std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn the_launcher_stops_ranks_that_run_past_its_deadline() {
+    let (result, _out) = run_workers_until("worker_fails_fast", 1, 60_000, Duration::from_secs(2));
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("past the deadline"), "{err}");
 }
 
 #[test]

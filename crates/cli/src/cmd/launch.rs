@@ -34,6 +34,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         args: args.command,
         env: Vec::new(),
         grace: Duration::from_secs(args.grace_s),
+        deadline: None,
     };
     swerl_dist::launch(&spec)?;
     Ok(ExitCode::SUCCESS)
