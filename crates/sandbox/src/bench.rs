@@ -68,8 +68,12 @@ pub struct SandboxBench {
     pub env_bytes: u64,
     pub env_files: usize,
     pub create_overlay: Percentiles,
+    /// The same creation without the walls of issue 13 (cgroups, disk quota, seccomp,
+    /// read-only kernel settings), measured in the same run.
+    pub create_overlay_without_walls: Percentiles,
     pub create_full_copy: Percentiles,
     pub round_trip_persistent: Percentiles,
+    pub round_trip_persistent_without_walls: Percentiles,
     pub round_trip_fresh_bwrap: Percentiles,
     pub round_trip_fresh_bash: Percentiles,
     pub concurrent: usize,
@@ -93,12 +97,21 @@ pub fn run(config: &BenchConfig) -> Result<SandboxBench, SandboxError> {
         env: vec![],
         image: None,
     };
-    let create_overlay = time_creations(&factory, &spec, config.creations)?;
+    let bare = factory.clone().without_walls_for_benchmarks();
+    // Alternating halves, so that a load change on the machine hits both alike.
+    let half = (config.creations / 2).max(1);
+    let mut with = time_creations(&factory, &spec, half)?;
+    let mut without = time_creations(&bare, &spec, half)?;
+    with.extend(time_creations(&factory, &spec, half)?);
+    without.extend(time_creations(&bare, &spec, half)?);
+    let create_overlay = Percentiles::of(with);
+    let create_overlay_without_walls = Percentiles::of(without);
     let create_full_copy = time_full_copies(
         &env_source,
         &dir.path().join("copy"),
         (config.creations / 4).max(3),
     )?;
+    let round_trip_persistent_without_walls = time_persistent(&bare, &spec, config.round_trips)?;
     let round_trip_persistent = time_persistent(&factory, &spec, config.round_trips)?;
     let tools = HostTools::discover()?;
     let round_trip_fresh_bwrap = time_spawns(
@@ -111,8 +124,10 @@ pub fn run(config: &BenchConfig) -> Result<SandboxBench, SandboxError> {
         env_bytes,
         env_files,
         create_overlay,
+        create_overlay_without_walls,
         create_full_copy,
         round_trip_persistent,
+        round_trip_persistent_without_walls,
         round_trip_fresh_bwrap,
         round_trip_fresh_bash,
         concurrent: config.concurrent,
@@ -209,7 +224,7 @@ fn time_creations(
     factory: &LocalFactory,
     spec: &SandboxSpec,
     n: usize,
-) -> Result<Percentiles, SandboxError> {
+) -> Result<Vec<Duration>, SandboxError> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
@@ -217,7 +232,7 @@ fn time_creations(
         samples.push(started.elapsed());
         sb.teardown()?;
     }
-    Ok(Percentiles::of(samples))
+    Ok(samples)
 }
 
 fn time_full_copies(src: &Path, dest: &Path, n: usize) -> Result<Percentiles, SandboxError> {
@@ -372,12 +387,20 @@ impl SandboxBench {
             &self.create_overlay,
         ));
         md.push_str(&row(
+            "workspace creation, before issue 13's walls (no cgroups, quota, seccomp)",
+            &self.create_overlay_without_walls,
+        ));
+        md.push_str(&row(
             "workspace creation, naive: `cp -a` of the environment",
             &self.create_full_copy,
         ));
         md.push_str(&row(
             "round trip `true`: persistent sandboxed shell",
             &self.round_trip_persistent,
+        ));
+        md.push_str(&row(
+            "round trip `true`, before issue 13's walls",
+            &self.round_trip_persistent_without_walls,
         ));
         md.push_str(&row(
             "round trip, naive: fresh `bwrap ... bash -c true`",

@@ -33,6 +33,17 @@ pub const ENV_MOUNT: &str = "/env";
 pub(crate) const STATE_DIR: &str = "/run/swerl";
 pub(crate) const STATE_FILE: &str = "/run/swerl/env";
 
+/// The descriptor on which bubblewrap reads the seccomp program.
+const SECCOMP_FD: u32 = 9;
+
+/// The host-side part of a launch, run by `/bin/sh` inside the private mount namespace: join
+/// the sandbox's cgroups (every later process inherits them), mount the overlay, then become
+/// bubblewrap with the seccomp program on [`SECCOMP_FD`]. Arguments: mount, overlay options,
+/// merged dir, seccomp file, N, N `cgroup.procs` files, bubblewrap and its arguments.
+const WRAPPER: &str = r#"m=$1 o=$2 d=$3 f=$4 n=$5; shift 5
+while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 1; shift; n=$((n-1)); done
+"$m" -t overlay overlay -o "$o" "$d" && exec "$@" 9<"$f""#;
+
 /// Host programs resolved once per factory.
 #[derive(Debug, Clone)]
 pub(crate) struct HostTools {
@@ -73,23 +84,44 @@ pub(crate) struct LaunchPlan<'a> {
     pub workdir: &'a str,
     pub limits: &'a Limits,
     pub env: &'a [(String, String)],
+    /// `cgroup.procs` files the launch joins before anything of the agent runs.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// Seccomp and the read-only kernel settings and root (off only in the benchmark).
+    pub walls: bool,
 }
 
 impl LaunchPlan<'_> {
     /// The command that starts the sandboxed shell.
     pub fn command(&self) -> Result<Command, SandboxError> {
+        let seccomp = self.seccomp_file()?;
         let mut cmd = Command::new(&self.tools.unshare);
         cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"]);
-        cmd.arg("\"$1\" -t overlay overlay -o \"$2\" \"$3\" && shift 3 && exec \"$@\"");
+        cmd.arg(WRAPPER);
         cmd.arg("swerl-sandbox");
         cmd.arg(&self.tools.mount);
         cmd.arg(self.overlay_options()?);
         cmd.arg(self.scratch.path("merged"));
+        cmd.arg(seccomp.as_deref().unwrap_or(Path::new("/dev/null")));
+        cmd.arg(self.cgroup_procs.len().to_string());
+        cmd.args(&self.cgroup_procs);
         cmd.arg(&self.tools.bwrap);
-        cmd.args(self.bwrap_args());
+        cmd.args(self.bwrap_args(seccomp.is_some()));
         cmd.args(self.inner_command());
         cmd.env_clear().envs(self.environment());
         Ok(cmd)
+    }
+
+    /// The seccomp program in the scratch dir (written once per sandbox), `None` where this
+    /// architecture has no filter.
+    fn seccomp_file(&self) -> Result<Option<PathBuf>, SandboxError> {
+        let Some(program) = crate::seccomp::program().filter(|_| self.walls) else {
+            return Ok(None);
+        };
+        let path = self.scratch.path("seccomp.bpf");
+        if !path.exists() {
+            std::fs::write(&path, program).map_err(|e| crate::scratch::io_err(&path, e))?;
+        }
+        Ok(Some(path))
     }
 
     fn overlay_options(&self) -> Result<String, SandboxError> {
@@ -103,12 +135,12 @@ impl LaunchPlan<'_> {
         // the kernel allows that even if the old superblock is still being torn down.
         Ok(format!(
             "lowerdir={lower},upperdir={},workdir={},index=off",
-            self.scratch.path("upper").display(),
-            self.scratch.path("work").display()
+            self.scratch.layer("upper").display(),
+            self.scratch.layer("work").display()
         ))
     }
 
-    fn bwrap_args(&self) -> Vec<OsString> {
+    fn bwrap_args(&self, seccomp: bool) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             a.extend(items.iter().map(|i| i.as_ref().to_owned()))
@@ -145,11 +177,30 @@ impl LaunchPlan<'_> {
         }
         let merged = self.scratch.path("merged");
         push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
-        push(&[&"--bind", &self.scratch.path("tmp"), &"/tmp"]);
-        push(&[&"--bind", &self.scratch.path("state"), &STATE_DIR]);
+        if self.walls {
+            // The kernel's settings stay read-only inside, whatever a process's capabilities:
+            // bubblewrap covers /proc/sys and /proc/sysrq-trigger only when it judges them
+            // writable, and did not here. Per-netns values follow the reader's namespace, so
+            // binding the host's /proc/sys shows the sandbox its own.
+            push(&[&"--ro-bind", &"/proc/sys", &"/proc/sys"]);
+            push(&[
+                &"--ro-bind-try",
+                &"/proc/sysrq-trigger",
+                &"/proc/sysrq-trigger",
+            ]);
+        }
+        push(&[&"--bind", &self.scratch.layer("tmp"), &"/tmp"]);
+        push(&[&"--bind", &self.scratch.layer("state"), &STATE_DIR]);
         push(&[&"--bind", &merged, &ENV_MOUNT]);
         push(&[&"--bind", &merged.join("repo"), &self.workdir]);
         push(&[&"--chdir", &self.workdir]);
+        // bubblewrap's root is a tmpfs: read-only, or it would be unmetered disk in memory.
+        if self.walls {
+            push(&[&"--remount-ro", &"/"]);
+        }
+        if seccomp {
+            push(&[&"--seccomp", &SECCOMP_FD.to_string()]);
+        }
         a
     }
 
@@ -163,6 +214,7 @@ impl LaunchPlan<'_> {
             format!("--reuid={uid}"),
             format!("--regid={uid}"),
             "--clear-groups".into(),
+            "--no-new-privs".into(),
             format!("--inh-caps=-all,{caps}"),
             format!("--ambient-caps={caps}"),
             format!("--bounding-set=-all,{caps}"),
@@ -315,7 +367,7 @@ mod tests {
     #[test]
     fn caller_env_overrides_the_base() {
         let root = tempfile::tempdir().unwrap();
-        let scratch = Scratch::allocate(root.path()).unwrap();
+        let scratch = Scratch::allocate(root.path(), None).unwrap();
         let tools = HostTools::discover().unwrap();
         let extra = vec![("PATH".to_string(), "/env/venv/bin:/usr/bin".to_string())];
         let plan = LaunchPlan {
@@ -325,6 +377,8 @@ mod tests {
             workdir: "/testbed",
             limits: &Limits::default(),
             env: &extra,
+            cgroup_procs: vec![],
+            walls: true,
         };
         let env = plan.environment();
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
@@ -334,7 +388,7 @@ mod tests {
     #[test]
     fn odd_env_source_path_is_refused() {
         let root = tempfile::tempdir().unwrap();
-        let scratch = Scratch::allocate(root.path()).unwrap();
+        let scratch = Scratch::allocate(root.path(), None).unwrap();
         let tools = HostTools::discover().unwrap();
         let plan = LaunchPlan {
             tools: &tools,
@@ -343,6 +397,8 @@ mod tests {
             workdir: "/testbed",
             limits: &Limits::default(),
             env: &[],
+            cgroup_procs: vec![],
+            walls: true,
         };
         assert!(matches!(
             plan.overlay_options(),

@@ -24,10 +24,17 @@
 //!   namespace and vanishes with the sandbox's last process: a crash cannot leave a mount on
 //!   the host. A restarted shell remounts the same upper dir, so files survive restarts.
 //!   The host reads and writes files through `/proc/<pid>/root` of the sandbox's init with
-//!   `openat2(RESOLVE_IN_ROOT)`, so symlinks planted inside cannot redirect host writes.
-//! - **rlimits, not cgroups.** cgroup v2 resource control is not available on the project
-//!   machine (docs/host.md). RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_CPU bound each process;
-//!   RLIMIT_NPROC bounds the sandbox's process count.
+//!   `openat2(RESOLVE_IN_ROOT)`, as the sandbox's user, regular files only, bounded in size
+//!   and time (see `files`).
+//! - **Limits per sandbox, not per process.** Memory and process count are limits of the
+//!   sandbox's cgroup (v2 where the host delegates the controllers, else v1; see `cgroup`),
+//!   on top of RLIMIT_AS, RLIMIT_FSIZE and RLIMIT_CPU per process and RLIMIT_NPROC per
+//!   sandbox uid; everything the sandbox writes lands in a tmpfs of `Limits::disk_bytes`
+//!   (see `scratch`). [`LocalFactory::enforcement`] says which of these the host enforces;
+//!   the factory logs it at start, with a warning for any that it cannot.
+//! - **Seccomp and read-only kernel settings.** A seccomp filter (see `seccomp`) denies
+//!   namespaces, mounts, ptrace, kernel modules, keyrings, BPF and the like; `/proc/sys` and
+//!   `/proc/sysrq-trigger` are read-only binds and bubblewrap's root is remounted read-only.
 //! - **A real, unused host uid per sandbox.** RLIMIT_NPROC is counted per real uid and not
 //!   enforced for root, so each sandbox's shell runs as its own uid from a high range
 //!   (2,000,000,000 + random, locked by its scratch dir's name): a fork bomb exhausts only
@@ -68,6 +75,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod bench;
+mod cgroup;
 mod files;
 mod gate;
 mod host;
@@ -76,8 +84,10 @@ mod local;
 mod output;
 mod protocol;
 mod scratch;
+mod seccomp;
 mod shell;
 
+pub use cgroup::{CgroupVersion, Controllers};
 pub use host::{host_command, host_command_checked};
 pub use launch::ENV_MOUNT;
 pub use local::{LocalFactory, LocalSandbox};
@@ -87,16 +97,27 @@ pub use scratch::pids_of_uid;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Address-space limit per process (RLIMIT_AS), bytes.
+    /// Memory of all the sandbox's processes together (its cgroup's limit), bytes; also the
+    /// address-space limit of each process (RLIMIT_AS).
     pub memory_bytes: u64,
-    /// Processes/threads the sandbox may hold at once (RLIMIT_NPROC, per sandbox uid).
+    /// Processes/threads the sandbox may hold at once (its cgroup's pids.max, and
+    /// RLIMIT_NPROC of the sandbox uid).
     pub max_processes: u64,
     /// Largest file a process may write (RLIMIT_FSIZE), bytes.
     pub file_size_bytes: u64,
+    /// Everything the sandbox may write together (changed workspace files, /tmp), bytes:
+    /// the size of its writable layer.
+    pub disk_bytes: u64,
     /// CPU time per process (RLIMIT_CPU), seconds.
     pub cpu_seconds: u64,
     /// Output kept per command; the rest is dropped and a truncation marker says how much.
     pub output_bytes: usize,
+    /// Largest file the host reads or writes for the sandbox (`read_file`, `write_file`: every
+    /// file tool, the submitted diff, the test log); larger ones fail with an error naming it.
+    pub file_io_bytes: u64,
+    /// How long one host-side file access may take before its watchdog abandons it.
+    #[serde(with = "secs")]
+    pub file_io_timeout: Duration,
     /// Wall-clock limit per command when the caller gives none.
     #[serde(with = "secs")]
     pub command_timeout: Duration,
@@ -113,8 +134,11 @@ impl Default for Limits {
             memory_bytes: 4 << 30,
             max_processes: 512,
             file_size_bytes: 1 << 30,
+            disk_bytes: 2 << 30,
             cpu_seconds: 600,
             output_bytes: 100_000,
+            file_io_bytes: 64 << 20,
+            file_io_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(120),
             start_timeout: Duration::from_secs(300),
         }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{Controllers, SandboxCgroup};
 use crate::gate::LaunchGate;
 use crate::launch::{HostTools, LaunchPlan, STATE_FILE};
 use crate::protocol::restore_command;
@@ -18,6 +19,11 @@ pub struct LocalFactory {
     scratch_root: PathBuf,
     /// Shared by every sandbox of this factory (and its clones), restarts included.
     gate: Arc<LaunchGate>,
+    /// Where this host enforces per-sandbox memory and process limits.
+    controllers: Arc<Controllers>,
+    /// The walls of issue 13 (cgroups, disk quota, seccomp, read-only kernel settings) are
+    /// on; off only for the benchmark's before/after figures.
+    walls: bool,
 }
 
 impl LocalFactory {
@@ -36,15 +42,44 @@ impl LocalFactory {
             ));
         }
         let tools = HostTools::discover()?;
-        let swept = sweep(&root);
+        let controllers = Controllers::of_this_host();
+        let swept = sweep(&root, &controllers);
         if swept > 0 {
             tracing::warn!(swept, root = %root.display(), "removed sandbox leftovers of crashed runs");
         }
-        Ok(LocalFactory {
+        let factory = LocalFactory {
             tools,
             scratch_root: root,
             gate: Arc::new(LaunchGate::new(LaunchGate::default_capacity())),
-        })
+            controllers: Arc::new(controllers),
+            walls: true,
+        };
+        factory.report_enforcement();
+        Ok(factory)
+    }
+
+    /// Which limit and wall this host enforces, and how, in one line per item: what the
+    /// run says at start (a limit that cannot be enforced is never silent).
+    pub fn enforcement(&self) -> Vec<String> {
+        let seccomp = match crate::seccomp::program() {
+            Some(_) => "seccomp: on".to_string(),
+            None => "seccomp: NOT ENFORCED (no filter for this architecture)".to_string(),
+        };
+        vec![
+            self.controllers.describe(),
+            "disk: tmpfs of Limits::disk_bytes under the overlay (upper, work, /tmp)".into(),
+            seccomp,
+        ]
+    }
+
+    fn report_enforcement(&self) {
+        for line in self.enforcement() {
+            if line.contains("NOT ENFORCED") {
+                tracing::warn!("sandbox limits: {line}");
+            } else {
+                tracing::info!("sandbox limits: {line}");
+            }
+        }
     }
 
     /// At most `n` (at least 1) shells of this factory's sandboxes are launched at once; the
@@ -52,6 +87,15 @@ impl LocalFactory {
     /// The default is two per core. See `gate` for why launches are bounded at all.
     pub fn with_launch_concurrency(mut self, n: usize) -> LocalFactory {
         self.gate = Arc::new(LaunchGate::new(n));
+        self
+    }
+
+    /// Without the walls of issue 13 (per-sandbox cgroups, the disk quota, seccomp and the
+    /// read-only kernel settings): ONLY for `bench`, which measures their cost side by side.
+    /// The host-side file checks stay on either way.
+    #[doc(hidden)]
+    pub fn without_walls_for_benchmarks(mut self) -> LocalFactory {
+        self.walls = false;
         self
     }
 
@@ -78,7 +122,22 @@ impl LocalFactory {
                 spec.workdir
             )));
         }
-        let scratch = Scratch::allocate(&self.scratch_root)?;
+        let limits = &spec.limits;
+        let quota = self.walls.then_some(limits.disk_bytes);
+        let scratch = Scratch::allocate(&self.scratch_root, quota)?;
+        let cgroup = if self.walls {
+            self.controllers
+                .create(
+                    &cgroup_name(scratch.uid),
+                    limits.memory_bytes,
+                    limits.max_processes,
+                )
+                .inspect_err(|_| {
+                    let _ = scratch.remove();
+                })?
+        } else {
+            SandboxCgroup::none()
+        };
         let mut sandbox = LocalSandbox {
             tools: self.tools.clone(),
             gate: self.gate.clone(),
@@ -90,6 +149,8 @@ impl LocalFactory {
             shell: None,
             cwd: spec.workdir.clone(),
             torn_down: false,
+            cgroup,
+            walls: self.walls,
         };
         sandbox.start_shell().map_err(|e| match e {
             SandboxError::ShellLost(m) => SandboxError::Start(m),
@@ -116,6 +177,14 @@ pub struct LocalSandbox {
     /// The shell's directory after the last completed command; a restarted shell goes back.
     cwd: String,
     torn_down: bool,
+    /// The sandbox's memory and pids groups (none where the host has no cgroups).
+    cgroup: SandboxCgroup,
+    walls: bool,
+}
+
+/// The name of a sandbox's cgroup (also how the sweep finds a crashed run's).
+pub(crate) fn cgroup_name(uid: u32) -> String {
+    format!("{}{uid}", crate::scratch::SCRATCH_PREFIX)
 }
 
 impl LocalSandbox {
@@ -127,6 +196,12 @@ impl LocalSandbox {
     /// The host directory holding this sandbox's upper layer, /tmp and state.
     pub fn scratch_dir(&self) -> &Path {
         &self.scratch.dir
+    }
+
+    /// The most memory all of the sandbox's processes used at once, where the host's cgroup
+    /// records it.
+    pub fn peak_memory(&self) -> Option<u64> {
+        self.cgroup.peak_memory()
     }
 
     /// Host pid of bubblewrap's monitor process (None when no shell is running).
@@ -142,6 +217,8 @@ impl LocalSandbox {
             workdir: &self.spec.workdir,
             limits: &self.spec.limits,
             env: &self.spec.env,
+            cgroup_procs: self.cgroup.procs_files(),
+            walls: self.walls,
         };
         let command = plan.command()?;
         let restore = restore_command(STATE_FILE, &self.cwd, &self.spec.workdir);
@@ -188,6 +265,23 @@ impl LocalSandbox {
             SandboxError::ShellLost(format!(
                 "bubblewrap monitor {monitor} has no sandbox process"
             ))
+        })
+    }
+
+    /// The rules of host-side file access to this sandbox (see `files`).
+    fn file_access(&mut self) -> Result<files::Access, SandboxError> {
+        let limits = &self.spec.limits;
+        let (max_read, max_write, timeout) = (
+            limits.file_io_bytes,
+            limits.file_io_bytes.min(limits.file_size_bytes),
+            limits.file_io_timeout,
+        );
+        Ok(files::Access {
+            pid: self.root_pid()?,
+            uid: self.scratch.uid,
+            max_read,
+            max_write,
+            timeout,
         })
     }
 
@@ -329,13 +423,13 @@ impl Sandbox for LocalSandbox {
     }
 
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SandboxError> {
-        let pid = self.root_pid()?;
-        files::read(pid, &self.absolute(path))
+        let access = self.file_access()?;
+        files::read(access, &self.absolute(path))
     }
 
     fn write_file(&mut self, path: &str, contents: &[u8]) -> Result<(), SandboxError> {
-        let pid = self.root_pid()?;
-        files::write(pid, &self.absolute(path), contents, self.scratch.uid)
+        let access = self.file_access()?;
+        files::write(access, &self.absolute(path), contents)
     }
 
     fn workdir(&self) -> &str {
@@ -358,7 +452,9 @@ impl Sandbox for LocalSandbox {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = pids_of_uid(self.scratch.uid);
+        let cgroup = self.cgroup.remove();
         self.scratch.remove()?;
+        cgroup?;
         if !left.is_empty() {
             return Err(SandboxError::Host {
                 command: "teardown".into(),

@@ -28,15 +28,19 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// Creates a fresh scratch directory under `root` with a uid nobody else holds.
-    pub fn allocate(root: &Path) -> Result<Scratch, SandboxError> {
+    /// Creates a fresh scratch directory under `root` with a uid nobody else holds and a
+    /// writable layer of at most `disk_bytes` (unlimited, a plain directory, when `None`).
+    pub fn allocate(root: &Path, disk_bytes: Option<u64>) -> Result<Scratch, SandboxError> {
         for _ in 0..64 {
             let uid = UID_BASE + random_u32()? % UID_SPAN;
             let dir = root.join(format!("{SCRATCH_PREFIX}{uid}"));
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
                     let scratch = Scratch { dir, uid };
-                    scratch.populate()?;
+                    if let Err(e) = scratch.populate(disk_bytes) {
+                        let _ = scratch.remove();
+                        return Err(e);
+                    }
                     return Ok(scratch);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -49,7 +53,7 @@ impl Scratch {
         )))
     }
 
-    fn populate(&self) -> Result<(), SandboxError> {
+    fn populate(&self, disk_bytes: Option<u64>) -> Result<(), SandboxError> {
         let owner = format!(
             "{} {}\n",
             std::process::id(),
@@ -61,14 +65,19 @@ impl Scratch {
         let pending = self.dir.join("owner.tmp");
         write(&pending, owner.as_bytes())?;
         std::fs::rename(&pending, self.dir.join("owner")).map_err(|e| io_err(&pending, e))?;
-        for sub in ["upper", "work", "merged"] {
-            mkdir(&self.dir.join(sub))?;
-        }
+        mkdir(&self.dir.join("merged"))?;
         // Bound over root-only files in /etc (a device node like /dev/null would be `nodev`).
         write(&self.dir.join("empty"), b"")?;
+        mkdir(&self.dir.join("rw"))?;
+        if let Some(bytes) = disk_bytes {
+            mount_quota(&self.dir.join("rw"), bytes)?;
+        }
+        for sub in ["upper", "work"] {
+            mkdir(&self.layer(sub))?;
+        }
         // The sandbox user owns its /tmp and the state dir it writes `export -p` into.
         for sub in ["tmp", "state"] {
-            let path = self.dir.join(sub);
+            let path = self.layer(sub);
             mkdir(&path)?;
             chown(
                 &path,
@@ -84,19 +93,54 @@ impl Scratch {
         self.dir.join(sub)
     }
 
-    /// Removes the directory (the overlay is gone once the sandbox's processes are).
+    /// A directory of the size-limited writable layer: `upper` and `work` (the overlay's),
+    /// `tmp` (the sandbox's /tmp), `state` (the shell's saved variables).
+    pub fn layer(&self, sub: &str) -> PathBuf {
+        self.dir.join("rw").join(sub)
+    }
+
+    /// Unmounts the writable layer and removes the directory (the overlay is gone once the
+    /// sandbox's processes are).
     pub fn remove(&self) -> Result<(), SandboxError> {
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&self.dir, e)),
-        }
+        remove_scratch_dir(&self.dir)
+    }
+}
+
+/// Mounts a tmpfs of `bytes` on `dir` (nosuid, nodev: nothing in it may grant privileges).
+fn mount_quota(dir: &Path, bytes: u64) -> Result<(), SandboxError> {
+    use nix::mount::{mount, MsFlags};
+    let options = format!("size={bytes},mode=0755");
+    mount(
+        Some("swerl-sandbox"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| {
+        SandboxError::Start(format!(
+            "mounting the sandbox's size-limited layer (tmpfs, {options}) on {} failed: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Unmounts `<dir>/rw` if it is mounted, then removes `dir`. (Copies of the mount that other
+/// sandboxes' namespaces made go with the directory: removing a mount point detaches its
+/// mounts in every namespace.)
+fn remove_scratch_dir(dir: &Path) -> Result<(), SandboxError> {
+    use nix::mount::{umount2, MntFlags};
+    let _ = umount2(&dir.join("rw"), MntFlags::MNT_DETACH);
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(dir, e)),
     }
 }
 
 /// Removes scratch directories under `root` whose owner process is gone, after killing any
 /// process still running as their uid. Returns how many were removed.
-pub(crate) fn sweep(root: &Path) -> usize {
+pub(crate) fn sweep(root: &Path, controllers: &crate::cgroup::Controllers) -> usize {
     let Ok(entries) = std::fs::read_dir(root) else {
         return 0;
     };
@@ -113,7 +157,8 @@ pub(crate) fn sweep(root: &Path) -> usize {
             continue;
         }
         kill_uid(uid);
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
+        controllers.remove_leftover(&crate::local::cgroup_name(uid));
+        if remove_scratch_dir(&entry.path()).is_ok() {
             tracing::info!(dir = %entry.path().display(), "removed a crashed run's sandbox scratch dir");
             removed += 1;
         }
@@ -198,15 +243,19 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> SandboxError {
 mod tests {
     use super::*;
 
+    fn none() -> crate::cgroup::Controllers {
+        crate::cgroup::Controllers::detect(Path::new("/nonexistent"), "")
+    }
+
     #[test]
     fn allocation_gives_distinct_uids_and_dirs() {
         let root = tempfile::tempdir().unwrap();
-        let a = Scratch::allocate(root.path()).unwrap();
-        let b = Scratch::allocate(root.path()).unwrap();
+        let a = Scratch::allocate(root.path(), None).unwrap();
+        let b = Scratch::allocate(root.path(), None).unwrap();
         assert_ne!(a.uid, b.uid);
         assert!(a.uid >= UID_BASE);
         let tmp_owner =
-            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(a.path("tmp")).unwrap());
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(a.layer("tmp")).unwrap());
         assert_eq!(tmp_owner, a.uid);
         a.remove().unwrap();
         assert!(!a.dir.exists());
@@ -215,11 +264,11 @@ mod tests {
     #[test]
     fn sweep_removes_dead_owners_only() {
         let root = tempfile::tempdir().unwrap();
-        let live = Scratch::allocate(root.path()).unwrap();
-        let dead = Scratch::allocate(root.path()).unwrap();
+        let live = Scratch::allocate(root.path(), None).unwrap();
+        let dead = Scratch::allocate(root.path(), None).unwrap();
         // A pid that cannot exist (above pid_max) stands for a crashed owner.
         std::fs::write(dead.path("owner"), "4194305 1\n").unwrap();
-        assert_eq!(sweep(root.path()), 1);
+        assert_eq!(sweep(root.path(), &none()), 1);
         assert!(live.dir.exists());
         assert!(!dead.dir.exists());
     }
@@ -231,13 +280,13 @@ mod tests {
     #[test]
     fn a_starting_sandbox_whose_owner_cannot_be_read_is_not_swept() {
         let root = tempfile::tempdir().unwrap();
-        let starting = Scratch::allocate(root.path()).unwrap();
+        let starting = Scratch::allocate(root.path(), None).unwrap();
         assert!(
             !starting.path("owner.tmp").exists(),
             "the owner is renamed into place"
         );
         std::fs::write(starting.path("owner"), "").unwrap();
-        assert_eq!(sweep(root.path()), 0);
+        assert_eq!(sweep(root.path(), &none()), 0);
         assert!(starting.dir.exists());
         // Long past any start, an unreadable owner is a crashed run's after all.
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
@@ -245,7 +294,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert_eq!(sweep(root.path()), 1);
+        assert_eq!(sweep(root.path(), &none()), 1);
         assert!(!starting.dir.exists());
     }
 

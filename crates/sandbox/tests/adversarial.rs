@@ -415,13 +415,21 @@ fn teardown_kills_background_processes_and_leaves_nothing() {
         sb.scratch_dir().to_path_buf(),
         sb.monitor_pid().unwrap(),
     );
+    // Each background job is a fork of the shell before `echo` runs; wait (bounded) for
+    // them all to be counted rather than assume they are.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids_of_uid(uid).len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         pids_of_uid(uid).len() >= 4,
         "the background sleeps should be running"
     );
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !host_mounts.contains(&scratch.display().to_string()),
+        !host_mounts
+            .lines()
+            .any(|l| l.contains(" overlay ") && l.contains(&scratch.display().to_string())),
         "the overlay leaked into the host mount table"
     );
     assert!(
@@ -625,11 +633,276 @@ fn dead_shell_start_reports_status_and_output() {
     let fx = fixture();
     let mut sb = sandbox(&fx, Limits::default());
     // Without its upper dir the overlay mount of the restarted shell fails.
-    std::fs::remove_dir_all(sb.scratch_dir().join("upper")).unwrap();
+    std::fs::remove_dir_all(sb.scratch_dir().join("rw/upper")).unwrap();
     let started = Instant::now();
     let err = sb.exec("kill -9 $$", None).unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(60), "{err}");
     assert!(err.contains("the launch exited (exit status: "), "{err}");
     assert!(err.contains("mount"), "{err}");
     sb.teardown().unwrap();
+}
+
+/// Holds the host value of one harmless kernel setting for a test that tries to change it
+/// from inside a sandbox: a file lock keeps such tests (in every test binary) from
+/// interleaving, and drop puts the value back if the attack got through, so even a failing
+/// run leaves the host as it was.
+struct HostSysctl {
+    path: &'static str,
+    before: String,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl HostSysctl {
+    fn hold(path: &'static str) -> HostSysctl {
+        let file = std::fs::File::create("/tmp/swerl-sysctl-attack.lock").unwrap();
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let before = std::fs::read_to_string(path).unwrap();
+        HostSysctl {
+            path,
+            before,
+            _lock: lock,
+        }
+    }
+
+    fn now(&self) -> String {
+        std::fs::read_to_string(self.path).unwrap()
+    }
+}
+
+impl Drop for HostSysctl {
+    fn drop(&mut self) {
+        if self.now() != self.before {
+            std::fs::write(self.path, &self.before).unwrap();
+        }
+    }
+}
+
+/// Critical (issue 13): host-side file access wrote the HOST's kernel settings through the
+/// sandbox's /proc/sys; the shell could not. Both must be refused and the value unchanged.
+#[test]
+fn proc_sys_cannot_be_written_from_inside() {
+    let fx = fixture();
+    let mut sb = sandbox(&fx, Limits::default());
+    let guard = HostSysctl::hold("/proc/sys/kernel/printk_ratelimit_burst");
+    let changed = format!("{}\n", guard.before.trim().parse::<u64>().unwrap() + 1);
+    let target = "/proc/sys/kernel/printk_ratelimit_burst";
+    assert!(sb.write_file(target, changed.as_bytes()).is_err());
+    exec(
+        &mut sb,
+        "ln -s /proc/sys/kernel/printk_ratelimit_burst burst",
+    );
+    assert!(sb.write_file("burst", changed.as_bytes()).is_err());
+    assert!(sb
+        .write_file("/testbed/../proc/sys/kernel/printk_ratelimit_burst", b"1")
+        .is_err());
+    let r = exec(
+        &mut sb,
+        &format!(
+            "echo {} > {target}; : > /proc/sysrq-trigger",
+            changed.trim()
+        ),
+    );
+    assert_ne!(r.exit_code, Some(0), "{}", r.output);
+    assert_eq!(
+        guard.now(),
+        guard.before,
+        "the host's kernel setting changed"
+    );
+    let r = exec(&mut sb, "grep -E ' /proc/sys ' /proc/self/mountinfo");
+    assert!(
+        r.output.contains(" ro,"),
+        "/proc/sys must be a read-only mount: {}",
+        r.output
+    );
+}
+
+/// Host reads of FIFOs and devices blocked, ran without end, or reached the operator's
+/// terminal; only regular files may be read or written, and no more than the cap.
+#[test]
+fn file_access_refuses_fifos_devices_and_oversized_files() {
+    let fx = fixture();
+    let limits = Limits {
+        file_io_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let mut sb = sandbox(&fx, limits);
+    let r = exec(
+        &mut sb,
+        "mkfifo fifo && ln -s /dev/zero zero && ln -s /dev/tty tty && head -c 2000000 /dev/zero > big && echo ok",
+    );
+    assert_eq!(r.output, "ok\n");
+    for path in [
+        "fifo",
+        "/dev/zero",
+        "zero",
+        "/dev/tty",
+        "tty",
+        "/proc/self/environ",
+        "big",
+    ] {
+        let err = sb.read_file(path).expect_err(path).to_string();
+        assert!(
+            err.contains("regular files only")
+                || err.contains("/proc, /sys or /dev")
+                || err.contains("do not touch")
+                || err.contains("larger than"),
+            "{path}: {err}"
+        );
+    }
+    assert!(sb.write_file("fifo", b"x").is_err());
+    assert!(sb.write_file("zero", b"x").is_err());
+    assert!(sb.write_file("huge", &vec![b'x'; 2 << 20]).is_err());
+    // Ordinary files still work, and new ones belong to the sandbox user.
+    sb.write_file("pkg/new.py", b"y = 2\n").unwrap();
+    assert_eq!(sb.read_file("pkg/new.py").unwrap(), b"y = 2\n");
+    let r = exec(
+        &mut sb,
+        "stat -c %u pkg/new.py; echo z >> pkg/mod.py && echo edited",
+    );
+    assert_eq!(r.output, format!("{}\nedited\n", sb.uid()));
+    sb.write_file("pkg/mod.py", b"def f():\n    return 2\n")
+        .unwrap();
+}
+
+/// The sandbox holds no capability beyond the two it needs to edit the root-owned lower
+/// layer, runs under seccomp with no_new_privs, and cannot make namespaces or mount; the
+/// agent's normal work (git, python) still runs.
+#[test]
+fn seccomp_and_capabilities_leave_normal_work_running() {
+    let fx = fixture();
+    let mut sb = sandbox(&fx, Limits::default());
+    let r = exec(
+        &mut sb,
+        "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status",
+    );
+    assert!(r.output.contains("Seccomp:\t2"), "{}", r.output);
+    assert!(r.output.contains("NoNewPrivs:\t1"), "{}", r.output);
+    // CAP_DAC_OVERRIDE (bit 1) and CAP_FOWNER (bit 3) only.
+    assert!(
+        r.output.contains("CapEff:\t000000000000000a"),
+        "{}",
+        r.output
+    );
+    assert!(
+        r.output.contains("CapBnd:\t000000000000000a"),
+        "{}",
+        r.output
+    );
+    for denied in [
+        "unshare -U true",
+        "unshare -r true",
+        "python3 -c 'import os; os.unshare(os.CLONE_NEWUSER)'",
+        "mount -t tmpfs none /tmp",
+        "python3 -c 'import ctypes; l = ctypes.CDLL(None); import sys; sys.exit(0 if l.ptrace(0, 0, 0, 0) == 0 else 1)'",
+        "touch /evil",
+    ] {
+        let r = exec(&mut sb, denied);
+        assert_ne!(r.exit_code, Some(0), "`{denied}` succeeded: {}", r.output);
+    }
+    let r = exec(
+        &mut sb,
+        "python3 -c 'import subprocess, multiprocessing; print(subprocess.run([\"echo\", \"sub\"], capture_output=True).stdout.decode().strip())' \
+         && echo x >> README && git stash -q && git stash pop -q && git log --oneline | wc -l && python3 -m pip --version >/dev/null && echo pip-ok",
+    );
+    assert_eq!(r.output, "sub\n1\npip-ok\n", "{}", r.output);
+}
+
+/// Issue 13: three processes held 4.6 GiB together under a 4 GiB limit, because the limit
+/// was per process. Three children that each take 3/8 of the limit and wait for each other
+/// cannot all hold their memory at once.
+#[test]
+fn memory_limit_holds_for_the_sandbox_not_each_process() {
+    let fx = fixture();
+    let limit: u64 = 256 << 20;
+    let mut sb = sandbox(
+        &fx,
+        Limits {
+            memory_bytes: limit,
+            ..Limits::default()
+        },
+    );
+    // Each child takes its share, reports, and holds it until released; the parent counts
+    // the children that reported and are still alive once every child has reported or died.
+    let script = r#"
+import os
+size, kids, reports = 96 << 20, [], []
+release_r, release_w = os.pipe()
+for _ in range(3):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(release_w)
+        b = bytearray(size)
+        for i in range(0, size, 4096):
+            b[i] = 1
+        os.write(w, b"x")
+        os.read(release_r, 1)
+        os._exit(0)
+    os.close(w)
+    kids.append(pid)
+    reports.append(r)
+got = [len(os.read(r, 1)) for r in reports]
+alive = [os.waitpid(p, os.WNOHANG) == (0, 0) for p in kids]
+print("held", sum(1 for g, a in zip(got, alive) if g and a))
+os.close(release_w)
+for p in kids:
+    os.waitpid(p, 0)
+"#;
+    sb.write_file("/tmp/hold.py", script.as_bytes()).unwrap();
+    let r = exec(&mut sb, "python3 /tmp/hold.py");
+    let held: u64 = r
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("held "))
+        .unwrap_or_else(|| panic!("no count: {}", r.output))
+        .parse()
+        .unwrap();
+    assert!(
+        held * (96 << 20) < limit,
+        "{held} processes held 96 MiB each at once under a {limit}-byte sandbox limit"
+    );
+    assert!(
+        sb.peak_memory().unwrap() <= limit,
+        "the cgroup recorded more than its limit"
+    );
+    assert_eq!(exec(&mut sb, "echo alive").output, "alive\n");
+}
+
+/// Issue 13: 3 GB were written under a 1 GiB file-size limit, spread over many files. The
+/// sandbox's writable layer holds at most `disk_bytes` together, and the host's disk never
+/// sees more.
+#[test]
+fn disk_quota_holds_for_all_files_together() {
+    let fx = fixture();
+    let mut sb = sandbox(
+        &fx,
+        Limits {
+            file_size_bytes: 8 << 20,
+            disk_bytes: 32 << 20,
+            ..Limits::default()
+        },
+    );
+    let r = exec(
+        &mut sb,
+        "for i in $(seq 1 8); do head -c 8000000 /dev/zero > f$i 2>/dev/null; done; \
+         for i in $(seq 1 4); do head -c 8000000 /dev/zero > /tmp/t$i 2>/dev/null; done; \
+         cat f* /tmp/t* | wc -c",
+    );
+    let written: u64 = r
+        .output
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", r.output));
+    assert!(
+        written <= 32 << 20,
+        "{written} bytes written under a 32 MiB quota"
+    );
+    assert!(
+        written >= 16 << 20,
+        "the quota let too little through: {written}"
+    );
+    let r = exec(&mut sb, "rm -f f* /tmp/t*; echo ok > small && cat small");
+    assert_eq!(r.output, "ok\n", "freed space is usable again");
 }
