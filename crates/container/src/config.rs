@@ -28,7 +28,9 @@ pub struct ContainerConfig {
     pub slot_wait: Duration,
     /// Pull a missing image from its registry (otherwise: a clear error).
     pub pull: bool,
-    /// CPUs per container (fractions allowed); 0 means no CPU limit.
+    /// CPUs per container (fractions allowed); 0 means no CPU limit. The default is the
+    /// paper's 0.5 CPU per agent (docs/method.md, section 7); memory and processes
+    /// come from the spec's `Limits` and are set on each container too.
     pub cpus: f64,
     /// Soft and hard RLIMIT_NOFILE; must stay below the host's hard limit or the runtime
     /// refuses to start the container.
@@ -62,7 +64,7 @@ impl Default for ContainerConfig {
             max_containers: 16,
             slot_wait: Duration::from_secs(600),
             pull: false,
-            cpus: 1.0,
+            cpus: 0.5,
             nofile: (1024, 4096),
             nproc: (1024, 4096),
             attempts: 4,

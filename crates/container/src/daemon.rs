@@ -363,13 +363,33 @@ impl Daemon {
         Ok(None)
     }
 
-    /// Runs `cmd` to completion outside the persistent shell; returns (stdout, stderr, code).
+    /// Runs `cmd` in the container (not in the shell) and collects stdout, stderr and the
+    /// exit code, within `within`.
     pub async fn run(
         &self,
         id: &str,
         cmd: Vec<String>,
         within: Duration,
     ) -> Result<(Vec<u8>, Vec<u8>, Option<i64>), ContainerError> {
+        let what = cmd.first().cloned().unwrap_or_default();
+        match self.run_bounded(id, cmd, within, usize::MAX).await? {
+            Bounded::Done { out, err, code } => Ok((out, err, code)),
+            Bounded::Overflow | Bounded::Stalled => {
+                Err(self.exec_err(id, &what, format!("no end within {} s", within.as_secs())))
+            }
+        }
+    }
+
+    /// Like [`Daemon::run`], but for commands whose output the agent can influence (file
+    /// access): at most `max_out` bytes of stdout are taken into memory, and an exec that
+    /// prints more or does not end within `within` is abandoned and answered as such.
+    pub async fn run_bounded(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        within: Duration,
+        max_out: usize,
+    ) -> Result<Bounded, ContainerError> {
         let what = cmd.first().cloned().unwrap_or_default();
         let (exec_id, mut attached) = self.attach(id, cmd, false, "/").await?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -378,26 +398,37 @@ impl Daemon {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let mut emit = |stream: u8, b: &[u8]| {
                 if stream == STDERR {
-                    err.extend_from_slice(b)
+                    let room = (64 * 1024usize).saturating_sub(err.len());
+                    err.extend_from_slice(&b[..b.len().min(room)])
                 } else {
                     out.extend_from_slice(b)
                 }
             };
             match attached.read(left, &mut emit).await {
+                Ok(Read::Data) if out.len() > max_out => return Ok(Bounded::Overflow),
                 Ok(Read::Data) => continue,
                 Ok(Read::Eof) => break,
-                Ok(Read::Idle) => {
-                    return Err(self.exec_err(
-                        id,
-                        &what,
-                        format!("no end within {} s", within.as_secs()),
-                    ))
-                }
+                Ok(Read::Idle) => return Ok(Bounded::Stalled),
                 Err(e) => return Err(self.exec_err(id, &what, e.to_string())),
             }
         }
-        Ok((out, err, self.exit_code(&exec_id).await?))
+        let code = self.exit_code(&exec_id).await?;
+        Ok(Bounded::Done { out, err, code })
     }
+}
+
+/// How a bounded exec ended.
+#[derive(Debug)]
+pub(crate) enum Bounded {
+    Done {
+        out: Vec<u8>,
+        err: Vec<u8>,
+        code: Option<i64>,
+    },
+    /// It printed more than allowed; the rest was not read.
+    Overflow,
+    /// It did not end in time.
+    Stalled,
 }
 
 /// Connection-level failures, timeouts and 5xx answers may go away on retry; 4xx never do.

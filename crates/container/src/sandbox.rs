@@ -7,7 +7,7 @@ use swerl_sandbox::{ExecOutput, Sandbox, SandboxError, SandboxFactory, SandboxSp
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::create::ContainerPlan;
-use crate::daemon::{short, Daemon};
+use crate::daemon::{short, Bounded, Daemon};
 use crate::error::ContainerError;
 use crate::files;
 use crate::output::CappedOutput;
@@ -431,25 +431,53 @@ impl Sandbox for ContainerSandbox {
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, SandboxError> {
         self.ensure_shell()?;
         let abs = self.absolute(path);
-        let cmd = files::read_command(&abs);
-        let (out, err, code) =
-            self.daemon
-                .block_on(self.daemon.run(&self.id, cmd, HOUSEKEEPING))?;
-        if code != Some(0) {
-            return Err(self.file_err(&abs, &err, code));
+        let limits = &self.spec.limits;
+        let (max, within) = (limits.file_io_bytes, limits.file_io_timeout);
+        let cmd = files::read_command(&abs, max, within.as_secs().max(1));
+        let cap = usize::try_from(max).unwrap_or(usize::MAX);
+        let ran = self.daemon.block_on(self.daemon.run_bounded(
+            &self.id,
+            cmd,
+            within + HOUSEKEEPING,
+            cap,
+        ))?;
+        match ran {
+            Bounded::Done { out, .. } if out.len() as u64 > max => Err(too_large(&abs, max)),
+            Bounded::Done {
+                out, code: Some(0), ..
+            } => Ok(out),
+            Bounded::Done { err, code, .. } => Err(self.file_err(&abs, &err, code)),
+            Bounded::Overflow => Err(too_large(&abs, max)),
+            Bounded::Stalled => Err(stalled(&abs, within)),
         }
-        Ok(out)
     }
 
     fn write_file(&mut self, path: &str, contents: &[u8]) -> Result<(), SandboxError> {
         self.ensure_shell()?;
         let abs = self.absolute(path);
-        for cmd in files::write_commands(&abs, contents) {
-            let (_, err, code) =
-                self.daemon
-                    .block_on(self.daemon.run(&self.id, cmd, HOUSEKEEPING))?;
-            if code != Some(0) {
-                return Err(self.file_err(&abs, &err, code));
+        let limits = &self.spec.limits;
+        let max = limits.file_io_bytes.min(limits.file_size_bytes);
+        if contents.len() as u64 > max {
+            return Err(SandboxError::File {
+                path: abs,
+                reason: format!(
+                    "{} bytes is more than the {max} bytes a file tool may write",
+                    contents.len()
+                ),
+            });
+        }
+        let within = limits.file_io_timeout;
+        for cmd in files::write_commands(&abs, contents, within.as_secs().max(1)) {
+            let ran = self.daemon.block_on(self.daemon.run_bounded(
+                &self.id,
+                cmd,
+                within + HOUSEKEEPING,
+                64 * 1024,
+            ))?;
+            match ran {
+                Bounded::Done { code: Some(0), .. } => {}
+                Bounded::Done { err, code, .. } => return Err(self.file_err(&abs, &err, code)),
+                Bounded::Overflow | Bounded::Stalled => return Err(stalled(&abs, within)),
             }
         }
         Ok(())
@@ -477,6 +505,28 @@ impl Drop for ContainerSandbox {
         if let Err(e) = self.teardown() {
             tracing::warn!(error = %e, container = short(&self.id), "container removal on drop failed; the next factory start sweeps it");
         }
+    }
+}
+
+/// A file larger than the cap: an agent-visible error, never a read into memory.
+fn too_large(path: &str, max: u64) -> SandboxError {
+    SandboxError::File {
+        path: path.to_string(),
+        reason: format!(
+            "is larger than the {max} bytes a file tool may read; use shell commands (head, sed -n, grep) on it"
+        ),
+    }
+}
+
+/// A file access that did not end: the agent's doing (a FIFO, a replaced program), so an
+/// error it sees, not an infrastructure failure.
+fn stalled(path: &str, within: Duration) -> SandboxError {
+    SandboxError::File {
+        path: path.to_string(),
+        reason: format!(
+            "the access did not finish within {} s and was abandoned",
+            format_secs(within)
+        ),
     }
 }
 

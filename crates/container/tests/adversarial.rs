@@ -160,8 +160,14 @@ fn background_processes_and_container_are_gone_after_teardown() {
     let mut sb = sandbox(&f);
     let id = sb.container_id().to_string();
     run(&mut sb, "sleep 4242 & nohup sleep 4243 >/dev/null 2>&1 & setsid sleep 4244 & disown -a; echo started");
-    assert!(
-        !host_pids_with("sleep 424").is_empty(),
+    // A background job may not have exec'd `sleep` yet when `echo` answers: wait, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while host_pids_with("sleep 424").len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        host_pids_with("sleep 424").len(),
+        3,
         "background sleeps should run"
     );
     assert!(f.labelled_containers().unwrap().contains(&id));
@@ -280,4 +286,79 @@ fn concurrency_limit_waits_then_fails_clearly() {
     first.teardown().unwrap();
     let mut second = f.create_container(&spec()).expect("slot freed by teardown");
     assert_eq!(run(&mut second, "echo ok").output, "ok\n");
+}
+
+/// Issue 13 on the container backend: the file tools' reads and writes (execs as the
+/// container's user) refuse /proc/sys, endless devices, FIFOs and the terminal, never hang,
+/// and never take more than the cap into swerl's memory; the host's kernel setting stays.
+#[test]
+fn file_access_refuses_kernel_settings_devices_fifos_and_oversized_files() {
+    let f = factory();
+    let mut sb = f
+        .create_container(&swerl_sandbox::SandboxSpec {
+            limits: swerl_sandbox::Limits {
+                file_io_bytes: 1 << 20,
+                ..spec().limits
+            },
+            ..spec()
+        })
+        .unwrap();
+    let sysctl = "/proc/sys/kernel/printk_ratelimit_burst";
+    let before = std::fs::read_to_string(sysctl).unwrap();
+    let r = run(
+        &mut sb,
+        "mkfifo /tmp/fifo && ln -s /dev/zero /tmp/zero && head -c 2000000 /dev/zero > /tmp/big && ln -s /proc/sys/kernel/printk_ratelimit_burst /tmp/burst && echo ok",
+    );
+    assert_eq!(r.output, "ok\n");
+    for path in [
+        sysctl,
+        "/tmp/burst",
+        "/tmp/fifo",
+        "/dev/zero",
+        "/tmp/zero",
+        "/dev/tty",
+        "/tmp/big",
+    ] {
+        let err = sb.read_file(path).expect_err(path).to_string();
+        assert!(
+            err.contains("regular files only")
+                || err.contains("/proc, /sys or /dev")
+                || err.contains("larger than"),
+            "{path}: {err}"
+        );
+    }
+    for path in [sysctl, "/tmp/burst", "/tmp/fifo", "/tmp/zero"] {
+        assert!(sb.write_file(path, b"1\n").is_err(), "{path} was written");
+    }
+    assert!(sb.write_file("/tmp/huge", &vec![b'x'; 2 << 20]).is_err());
+    assert_eq!(std::fs::read_to_string(sysctl).unwrap(), before);
+    sb.write_file("new.txt", b"fine\n").unwrap();
+    assert_eq!(sb.read_file("new.txt").unwrap(), b"fine\n");
+    assert_eq!(run(&mut sb, "echo alive").output, "alive\n");
+}
+
+/// The container's CPU, memory and process limits are set per container: the paper's 0.5
+/// CPU by default, memory and pids from the spec's limits.
+#[test]
+fn cpu_memory_and_pids_limits_are_set_per_container() {
+    let f = factory();
+    let mut sb = sandbox(&f);
+    let r = run(
+        &mut sb,
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max; \
+         cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    );
+    let nums: Vec<u64> = r
+        .output
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 3, "{}", r.output);
+    assert_eq!(
+        nums[0] * 2,
+        nums[1],
+        "0.5 CPU: quota is half the period: {}",
+        r.output
+    );
+    assert_eq!(nums[2], spec().limits.memory_bytes, "{}", r.output);
 }
