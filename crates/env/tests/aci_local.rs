@@ -216,3 +216,144 @@ fn tool_scripts_ignore_the_agents_shell_functions() {
     let obs = step(&mut ep, "grep x");
     assert!(obs.starts_with("hijacked\n(Current directory: /testbed/pkg, current file: /testbed/pkg/sub/new.py) bash-$"), "{obs}");
 }
+
+/// The attacks of issue 13 through every file tool, against any backend: writes to the
+/// host's kernel settings through /proc/sys, reads of endless devices, FIFOs and the
+/// operator's terminal. Each attempt must be an observation (never a hang, never a host
+/// change) and the episode must go on.
+mod hostile_file_tools {
+    use super::*;
+    use swerl_sandbox::SandboxFactory;
+
+    const SYSCTL: &str = "/proc/sys/kernel/printk_ratelimit_burst";
+
+    /// Holds the host value of a harmless kernel setting: a file lock keeps such tests (in
+    /// every test binary) from interleaving, and drop restores the value if an attack got
+    /// through, so even a failing run leaves the host as it was.
+    struct HostSysctl {
+        before: String,
+        _lock: nix::fcntl::Flock<std::fs::File>,
+    }
+
+    impl HostSysctl {
+        fn hold() -> HostSysctl {
+            let file = std::fs::File::create("/tmp/swerl-sysctl-attack.lock").unwrap();
+            let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .unwrap();
+            let before = std::fs::read_to_string(SYSCTL).unwrap();
+            HostSysctl {
+                before,
+                _lock: lock,
+            }
+        }
+
+        fn now(&self) -> String {
+            std::fs::read_to_string(SYSCTL).unwrap()
+        }
+    }
+
+    impl Drop for HostSysctl {
+        fn drop(&mut self) {
+            if self.now() != self.before {
+                std::fs::write(SYSCTL, &self.before).unwrap();
+            }
+        }
+    }
+
+    /// Runs every attack in a fresh episode of `factory`.
+    pub fn every_file_tool_is_refused(factory: &dyn SandboxFactory, spec: &SandboxSpec) {
+        let config = AciConfig {
+            command_timeout: Duration::from_secs(30),
+            ..AciConfig::default()
+        };
+        let mut ep = SweEpisode::start(factory, spec, "attack", config).expect("episode");
+        let host = HostSysctl::hold();
+        let bumped = host.before.trim().parse::<u64>().unwrap() + 1;
+        let edit = |file: &str| format!("edit --file {file} 1:1 << 'EOF'\n{bumped}\nEOF");
+        let attacks = [
+            format!("open {SYSCTL}"),
+            edit(SYSCTL),
+            format!("create {SYSCTL}"),
+            format!("search_file 1 {SYSCTL}"),
+            "open /testbed/../proc/sys/kernel/printk_ratelimit_burst".to_string(),
+            // Through a symlink the agent planted, and through a regular file it opened
+            // and then swapped for a symlink into /proc/sys.
+            format!("ln -sf {SYSCTL} /tmp/burst"),
+            edit("/tmp/burst"),
+            "echo 1 > /tmp/plain".to_string(),
+            "open /tmp/plain".to_string(),
+            format!("ln -sf {SYSCTL} /tmp/plain"),
+            format!("edit 1:1 << 'EOF'\n{bumped}\nEOF"),
+            format!("replace --replace-all {} {bumped}", host.before.trim()),
+            "goto 1".to_string(),
+            "scroll_down".to_string(),
+        ];
+        for attack in &attacks {
+            let obs = step(&mut ep, attack);
+            assert_eq!(
+                host.now(),
+                host.before,
+                "`{attack}` changed the host: {obs}"
+            );
+            let is_shell = attack.starts_with("ln ") || attack.starts_with("echo ");
+            let opened_plain = attack == "open /tmp/plain";
+            if !is_shell && !opened_plain {
+                assert!(
+                    obs.starts_with("Error: "),
+                    "`{attack}` was not refused: {obs}"
+                );
+            }
+        }
+        // Endless devices, FIFOs and the terminal: refused at once, nothing blocks.
+        step(&mut ep, "mkfifo /tmp/fifo; ln -sf /dev/zero /tmp/zero");
+        for target in [
+            "/dev/zero",
+            "/tmp/zero",
+            "/tmp/fifo",
+            "/dev/tty",
+            "/proc/self/environ",
+        ] {
+            for tool in ["open", "search_file x"] {
+                let obs = step(&mut ep, &format!("{tool} {target}"));
+                assert!(obs.starts_with("Error: "), "`{tool} {target}`: {obs}");
+            }
+        }
+        let obs = step(&mut ep, "echo still here");
+        assert!(obs.starts_with("still here\n"), "{obs}");
+        ep.sandbox_mut().teardown().unwrap();
+    }
+}
+
+#[test]
+fn every_file_tool_refuses_proc_sys_devices_and_fifos_on_the_local_backend() {
+    let fx = fixture();
+    let spec = SandboxSpec {
+        env_source: fx.env_source.clone(),
+        workdir: "/testbed".into(),
+        limits: Limits::default(),
+        env: vec![],
+        image: None,
+    };
+    let factory = LocalFactory::new().expect("factory");
+    hostile_file_tools::every_file_tool_is_refused(&factory, &spec);
+}
+
+/// The same attacks through the container backend (podman's service, as the other container
+/// tests: scripts/setup-containers).
+#[test]
+fn every_file_tool_refuses_proc_sys_devices_and_fifos_on_the_container_backend() {
+    let spec = SandboxSpec {
+        env_source: "/nonexistent-env-source".into(),
+        workdir: "/testbed".into(),
+        limits: Limits::default(),
+        env: vec![],
+        image: None,
+    };
+    let factory = swerl_container::ContainerFactory::new(Default::default()).unwrap_or_else(|e| {
+        panic!(
+            "container tests need podman's Docker API service: run scripts/setup-containers ({e})"
+        )
+    });
+    hostile_file_tools::every_file_tool_is_refused(&factory, &spec);
+}
