@@ -748,6 +748,78 @@ fn server_speaks_the_openai_protocol() {
     engine.shutdown();
 }
 
+/// Issue 16: `tools` were silently dropped from chat requests (the prompt differed from what
+/// transformers renders with the same tools). They are rendered by the chat template now,
+/// and a field the server does not implement is a 400 naming it, never ignored.
+#[test]
+fn server_renders_tools_and_refuses_fields_it_does_not_implement() {
+    let chat = chat();
+    let (model, _) = models(&chat, 21);
+    let engine = engine(model, 0);
+    let server = serve(&engine, &chat);
+    let url = format!("{}/v1/chat/completions", server.url());
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Weather of a city", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let messages = json!([{"role": "user", "content": "weather in Oslo?"}]);
+    let prompt_tokens = |body: Value| -> u64 {
+        let (status, reply) = post_json(&url, body);
+        assert_eq!(status, 200, "{reply}");
+        reply["usage"]["prompt_tokens"].as_u64().unwrap()
+    };
+    let plain = prompt_tokens(json!({"messages": messages, "max_tokens": 1}));
+    let with_tools = prompt_tokens(
+        json!({"messages": messages, "max_tokens": 1, "tools": tools, "tool_choice": "none"}),
+    );
+    let parsed: Vec<swerl_model::chat::Message> = serde_json::from_value(messages.clone()).unwrap();
+    let want = chat
+        .prompt_ids_with(
+            &parsed,
+            Some(tools.as_array().unwrap()),
+            &Default::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        with_tools,
+        want.len() as u64,
+        "the template's rendering with tools"
+    );
+    assert!(
+        with_tools > plain,
+        "tools reach the prompt ({with_tools} vs {plain})"
+    );
+    for (bad, needle) in [
+        (
+            json!({"messages": messages, "frobnicate": 1}),
+            "`frobnicate`",
+        ),
+        (
+            json!({"messages": messages, "tools": tools, "tool_choice": "auto"}),
+            "tool_choice",
+        ),
+        (
+            json!({"messages": messages, "include_stop_str_in_output": false}),
+            "include_stop",
+        ),
+    ] {
+        let (status, reply) = post_json(&url, bad.clone());
+        assert_eq!(status, 400, "{bad} -> {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{bad} -> {message}");
+    }
+    let (status, reply) = post_json(
+        &format!("{}/v1/completions", server.url()),
+        json!({"prompt": [1], "max_tokens": 1, "suffix": "x"}),
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`suffix`"));
+    drop(server);
+    engine.shutdown();
+}
+
 #[test]
 fn serves_a_model_directory() {
     let chat = chat();

@@ -162,6 +162,29 @@ impl ChatTokenizer {
         Ok(self.tokenizer.encode(&self.render(messages, true)?)?)
     }
 
+    /// Like [`Self::prompt_ids_for`], with a request's own tools (replacing this
+    /// conversation's) and extra template variables (added to, and overriding, its own), as
+    /// `apply_chat_template(messages, tools=..., **kwargs)` renders them.
+    pub fn prompt_ids_with(
+        &self,
+        messages: &[Message],
+        tools: Option<&[Value]>,
+        vars: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<u32>, ChatError> {
+        let mut opts = RenderOptions {
+            add_generation_prompt: true,
+            ..self.base.clone()
+        };
+        if let Some(tools) = tools {
+            opts.tools = Some(tools.to_vec());
+        }
+        opts.extra
+            .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(self
+            .tokenizer
+            .encode(&self.template.render(messages, &opts)?)?)
+    }
+
     /// The ids to append after an assistant turn: close the turn if `ids_so_far` does not
     /// end with the end-of-turn token, then `new` messages (observations), then the next
     /// generation prompt. `history` is the conversation so far, ending with the assistant

@@ -2,7 +2,7 @@
 //! bodies. Every rejected parameter gets a 400 that names it and says what is accepted.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use swerl_model::chat::Message;
 use swerl_model::sampling::SamplingParams;
 
@@ -55,6 +55,12 @@ pub struct Common {
     pub skip_special_tokens: Option<bool>,
     pub return_tokens_as_token_ids: Option<bool>,
     pub return_token_ids: Option<bool>,
+    /// vLLM's switch for the stop string/token in the output: swerl always returns it
+    /// (token-in, token-out), so only `true` is accepted.
+    pub include_stop_str_in_output: Option<bool>,
+    /// vLLM's spaces between special tokens in detokenised text: the embedded tokenizer
+    /// never inserts them, so only `false` is accepted.
+    pub spaces_between_special_tokens: Option<bool>,
 }
 
 /// POST /v1/completions.
@@ -66,6 +72,9 @@ pub struct CompletionRequest {
     pub logprobs: Option<u32>,
     #[serde(flatten)]
     pub common: Common,
+    /// Whatever else the request holds; any key here is refused (see [`refuse_unknown`]).
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
 }
 
 /// POST /v1/chat/completions.
@@ -75,8 +84,47 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<i64>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<u32>,
+    /// Tool JSON schemas, rendered into the prompt by the model's chat template exactly as
+    /// transformers' `apply_chat_template(messages, tools=...)` does. The reply carries the
+    /// model's text as it is: swerl serve has no tool-call parser.
+    pub tools: Option<Vec<Value>>,
+    /// Only `none` (or absent): choosing or forcing a tool needs a tool-call parser.
+    pub tool_choice: Option<Value>,
+    /// Extra chat-template variables (vLLM's name), e.g. `{"enable_thinking": false}`.
+    pub chat_template_kwargs: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub common: Common,
+    /// Whatever else the request holds; any key here is refused (see [`refuse_unknown`]).
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Refuses a `tool_choice` that would need a tool-call parser.
+    pub fn check_tools(&self) -> Result<(), ApiError> {
+        match &self.tool_choice {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(s)) if s == "none" => Ok(()),
+            Some(other) => Err(ApiError::bad(format!(
+                "tool_choice {other} is not supported: swerl serve renders `tools` into the \
+                 prompt but has no tool-call parser; send tool_choice \"none\" or omit it"
+            ))),
+        }
+    }
+}
+
+/// Refuses request fields this server does not implement, naming them: a silently ignored
+/// field (a sampling parameter, tools) changes what the client gets without telling it.
+pub fn refuse_unknown(unknown: &Map<String, Value>) -> Result<(), ApiError> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = unknown.keys().map(|k| format!("`{k}`")).collect();
+    Err(ApiError::bad(format!(
+        "unsupported request field(s) {}: swerl serve does not implement them and never \
+         ignores a field; remove them",
+        names.join(", ")
+    )))
 }
 
 /// Parses a JSON body into `T`, as a 400 naming the serde error.
@@ -168,6 +216,18 @@ impl Common {
         }
         if self.stream == Some(true) {
             return Err(ApiError::bad("stream is not supported; send stream: false"));
+        }
+        if self.include_stop_str_in_output == Some(false) {
+            return Err(ApiError::bad(
+                "include_stop_str_in_output false is not supported: the stop token is always \
+                 returned (token-in, token-out); send true or omit it",
+            ));
+        }
+        if self.spaces_between_special_tokens == Some(true) {
+            return Err(ApiError::bad(
+                "spaces_between_special_tokens true is not supported: the tokenizer decodes \
+                 special tokens without spaces between them; send false or omit it",
+            ));
         }
         match &self.stop {
             None | Some(Value::Null) => Ok(()),
@@ -281,6 +341,19 @@ mod tests {
         let c = common(json!({})).check("m").unwrap();
         assert_eq!(c.sampling, SamplingParams::rollout_default());
         assert!(c.skip_special_tokens && !c.tokens_as_ids);
+    }
+
+    #[test]
+    fn unknown_fields_are_collected_apart_from_the_known_ones() {
+        let r: ChatRequest = serde_json::from_value(json!({"messages": [],
+            "temperature": 1.0, "tools": [], "user": "u", "frobnicate": 2}))
+        .unwrap();
+        assert_eq!(r.common.temperature, Some(1.0));
+        assert!(r.tools.is_some());
+        let unknown: Vec<&String> = r.unknown.keys().collect();
+        assert_eq!(unknown, ["user", "frobnicate"]);
+        let err = refuse_unknown(&r.unknown).unwrap_err();
+        assert!(err.message.contains("`user`, `frobnicate`"), "{err:?}");
     }
 
     #[test]

@@ -148,6 +148,7 @@ async fn completions(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: api::CompletionRequest = api::parse(&body)?;
+    api::refuse_unknown(&request.unknown)?;
     let checked = request.common.check(&state.model_name)?;
     if request.echo == Some(true) {
         return Err(ApiError::bad("echo is not supported; send echo: false"));
@@ -186,6 +187,8 @@ async fn chat_completions(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: api::ChatRequest = api::parse(&body)?;
+    api::refuse_unknown(&request.unknown)?;
+    request.check_tools()?;
     let mut checked = request.common.check(&state.model_name)?;
     if request.top_logprobs.unwrap_or(0) > 0 {
         return Err(ApiError::bad(
@@ -204,7 +207,11 @@ async fn chat_completions(
     }
     let ids = state
         .chat
-        .prompt_ids_for(&request.messages)
+        .prompt_ids_with(
+            &request.messages,
+            request.tools.as_deref(),
+            &request.chat_template_kwargs.unwrap_or_default(),
+        )
         .map_err(|e| ApiError::bad(e.to_string()))?;
     // Like vLLM, a chat completion without a limit may use the rest of the context.
     let room = state.engine.info().max_positions.saturating_sub(ids.len());
