@@ -606,20 +606,33 @@ impl Demo {
     }
 }
 
-/// The task file: `--tasks`, else the bundled one (from the working directory, else from
-/// the checkout this binary was built in).
+/// The task file: `--tasks`, else the bundled one: from the working directory, from an
+/// installed package (`<prefix>/share/swerl/` beside `<prefix>/bin/swerl`, scripts/package),
+/// else from the checkout this binary was built in.
 fn tasks_file(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
+    let installed = std::env::current_exe().ok().and_then(|exe| {
+        Some(
+            exe.parent()?
+                .parent()?
+                .join("share/swerl")
+                .join(BUNDLED_TASKS),
+        )
+    });
     let candidates = [
-        PathBuf::from(BUNDLED_TASKS),
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(BUNDLED_TASKS),
+        Some(PathBuf::from(BUNDLED_TASKS)),
+        installed,
+        Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(BUNDLED_TASKS),
+        ),
     ];
     candidates
         .into_iter()
+        .flatten()
         .find(|p| p.is_file())
         .with_context(|| {
             format!("no {BUNDLED_TASKS} here; run from the repository root or pass --tasks FILE")
