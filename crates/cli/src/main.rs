@@ -55,6 +55,8 @@ enum Command {
     Train(cmd::train::Args),
     /// Start N ranks of a swerl command on this node (like torchrun --nproc-per-node N).
     Launch(cmd::launch::Args),
+    /// Fold a LoRA adapter into its base model: a plain Hugging Face model directory.
+    Merge(cmd::merge::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Rft(args) => cmd::rft::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Launch(args) => cmd::launch::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,10 @@ use crate::qwen2::Qwen2;
 /// on its loss itself, returning the loss value: this lets it use
 /// [`crate::logprobs::backward_chunked`] so no [T, V] tensor is alive at once. For a simple
 /// loss write `|h| { let l = f(h); l.backward(); l.double_value(&[]) }`.
+///
+/// The adapter's dropout stays off here: the recompute would draw other masks than the
+/// first pass, and the gradient would belong to neither (the trainer refuses LoRA dropout
+/// with checkpointing rather than saving and restoring the generator's state per layer).
 pub fn forward_backward_checkpointed(
     model: &Qwen2,
     input_ids: &Tensor,
@@ -46,6 +50,10 @@ pub fn forward_backward_checkpointed(
         (out * &grad).sum(grad.kind()).backward();
         grad = x.grad();
     }
-    (model.embed(input_ids) * &grad).sum(grad.kind()).backward();
+    let embedded = model.embed(input_ids);
+    // A frozen embedding (LoRA training) has nothing to receive this gradient.
+    if embedded.requires_grad() {
+        (embedded * &grad).sum(grad.kind()).backward();
+    }
     loss
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod device;
 pub mod generate;
 pub mod logprobs;
+pub mod lora;
 pub mod qwen2;
 pub mod sampling;
 pub mod tokenizer;

@@ -5,12 +5,58 @@
 //!
 //! Parameters live in a [`nn::VarStore`] under the checkpoint's own paths
 //! (`model.layers.3.self_attn.q_proj.weight`, ...), so loading and saving is a name-for-name
-//! copy and the trainer's optimizer sees the same names a `state_dict` would.
+//! copy and the trainer's optimizer sees the same names a `state_dict` would. A LoRA
+//! adapter ([`crate::lora`]) attaches to the projections without touching those tensors.
 
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{Qwen2Config, RopeScaling, YarnParams};
+use crate::lora::{LoraAdapter, LoraError, LoraPair, Target};
+
+/// The parameter `name` under `p`: the tensor already in the store (a model sharing another's
+/// weights), else a new one drawn from `init`.
+fn param(p: &nn::Path, name: &str, dims: &[i64], init: nn::Init) -> Tensor {
+    p.get(name).unwrap_or_else(|| p.var(name, dims, init))
+}
+
+/// A projection `y = x W^T (+ b)`, plus the LoRA update when an adapter is attached.
+#[derive(Debug)]
+struct Linear {
+    weight: Tensor,       // [out, in]
+    bias: Option<Tensor>, // [out]
+    lora: Option<LoraPair>,
+}
+
+impl Linear {
+    /// Initialised as tch's `nn::linear` (bias drawn first, then the weight), so seeded
+    /// random models are what they were before this type replaced it.
+    fn new(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
+        let bias = bias.then(|| {
+            let bound = 1.0 / (in_dim as f64).sqrt();
+            let init = nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
+            param(&p, "bias", &[out_dim], init)
+        });
+        let init = nn::init::DEFAULT_KAIMING_UNIFORM;
+        Linear {
+            weight: param(&p, "weight", &[out_dim, in_dim], init),
+            bias,
+            lora: None,
+        }
+    }
+
+    /// x [.., in] -> [.., out]; `train` turns the adapter's dropout on.
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match &self.lora {
+            None => y,
+            Some(lora) => lora.add_to(y, x, train),
+        }
+    }
+}
 
 /// Which keys each query may attend to.
 #[derive(Debug)]
@@ -142,7 +188,7 @@ pub struct RmsNorm {
 impl RmsNorm {
     fn new(p: nn::Path, size: i64, eps: f64) -> Self {
         RmsNorm {
-            weight: p.var("weight", &[size], nn::Init::Const(1.0)),
+            weight: param(&p, "weight", &[size], nn::Init::Const(1.0)),
             eps,
         }
     }
@@ -296,10 +342,10 @@ impl SequenceKv {
 /// Grouped-query self-attention with q/k/v biases.
 #[derive(Debug)]
 struct Attention {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    o_proj: nn::Linear,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
     n_heads: i64,
     n_kv_heads: i64,
     head_dim: i64,
@@ -309,19 +355,11 @@ impl Attention {
     fn new(p: nn::Path, c: &Qwen2Config) -> Self {
         let (h, d) = (c.hidden_size as i64, c.head_dim as i64);
         let (nq, nkv) = (c.num_attention_heads as i64, c.num_key_value_heads as i64);
-        let biased = nn::LinearConfig {
-            bias: true,
-            ..Default::default()
-        };
-        let plain = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
         Attention {
-            q_proj: nn::linear(&p / "q_proj", h, nq * d, biased),
-            k_proj: nn::linear(&p / "k_proj", h, nkv * d, biased),
-            v_proj: nn::linear(&p / "v_proj", h, nkv * d, biased),
-            o_proj: nn::linear(&p / "o_proj", nq * d, h, plain),
+            q_proj: Linear::new(&p / "q_proj", h, nq * d, true),
+            k_proj: Linear::new(&p / "k_proj", h, nkv * d, true),
+            v_proj: Linear::new(&p / "v_proj", h, nkv * d, true),
+            o_proj: Linear::new(&p / "o_proj", nq * d, h, false),
             n_heads: nq,
             n_kv_heads: nkv,
             head_dim: d,
@@ -332,23 +370,23 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        rope: &(Tensor, Tensor),
-        mask: &AttnMask,
+        inputs: &LayerInputs,
         cache: Option<(&mut LayerCache, i64)>,
     ) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
+        let (rope, train) = (&inputs.rope, inputs.lora_dropout);
         let heads = |y: Tensor, n: i64| y.view([b, t, n, self.head_dim]).transpose(1, 2);
         let q = apply_rope(
-            &heads(self.q_proj.forward(x), self.n_heads),
+            &heads(self.q_proj.forward(x, train), self.n_heads),
             &rope.0,
             &rope.1,
         ); // [B, Nq, T, D]
         let k = apply_rope(
-            &heads(self.k_proj.forward(x), self.n_kv_heads),
+            &heads(self.k_proj.forward(x, train), self.n_kv_heads),
             &rope.0,
             &rope.1,
         ); // [B, Nkv, T, D]
-        let v = heads(self.v_proj.forward(x), self.n_kv_heads); // [B, Nkv, T, D]
+        let v = heads(self.v_proj.forward(x, train), self.n_kv_heads); // [B, Nkv, T, D]
         let (k, v) = match cache {
             None => (k, v),
             Some((layer, past)) => {
@@ -361,7 +399,7 @@ impl Attention {
             }
         };
         let scale = Some(1.0 / (self.head_dim as f64).sqrt());
-        let out = match mask {
+        let out = match &inputs.mask {
             AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
                 &q, &k, &v, None, 0.0, true, scale, true,
             ),
@@ -372,41 +410,36 @@ impl Attention {
                 Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, scale, true)
             }
         }; // [B, Nq, T, D]
-        self.o_proj.forward(&out.transpose(1, 2).contiguous().view([
-            b,
-            t,
-            self.n_heads * self.head_dim,
-        ]))
+        let out = out
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, self.n_heads * self.head_dim]);
+        self.o_proj.forward(&out, train)
     }
 }
 
 /// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: nn::Linear,
-    up_proj: nn::Linear,
-    down_proj: nn::Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
 }
 
 impl Mlp {
     fn new(p: nn::Path, c: &Qwen2Config) -> Self {
         let (h, i) = (c.hidden_size as i64, c.intermediate_size as i64);
-        let plain = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
         Mlp {
-            gate_proj: nn::linear(&p / "gate_proj", h, i, plain),
-            up_proj: nn::linear(&p / "up_proj", h, i, plain),
-            down_proj: nn::linear(&p / "down_proj", i, h, plain),
+            gate_proj: Linear::new(&p / "gate_proj", h, i, false),
+            up_proj: Linear::new(&p / "up_proj", h, i, false),
+            down_proj: Linear::new(&p / "down_proj", i, h, false),
         }
     }
-}
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.down_proj
-            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    /// x [B, T, H] -> [B, T, H].
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let gated = self.gate_proj.forward(x, train).silu() * self.up_proj.forward(x, train);
+        self.down_proj.forward(&gated, train)
     }
 }
 
@@ -433,23 +466,40 @@ impl DecoderLayer {
     fn forward(
         &self,
         x: &Tensor,
-        rope: &(Tensor, Tensor),
-        mask: &AttnMask,
+        inputs: &LayerInputs,
         cache: Option<(&mut LayerCache, i64)>,
     ) -> Tensor {
         let x = x + self
             .self_attn
-            .forward(&self.input_layernorm.forward(x), rope, mask, cache);
-        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x))
+            .forward(&self.input_layernorm.forward(x), inputs, cache);
+        let normed = self.post_attention_layernorm.forward(&x);
+        &x + self.mlp.forward(&normed, inputs.lora_dropout)
+    }
+
+    /// The projection `target` of this layer.
+    fn projection_mut(&mut self, target: Target) -> &mut Linear {
+        match target {
+            Target::QProj => &mut self.self_attn.q_proj,
+            Target::KProj => &mut self.self_attn.k_proj,
+            Target::VProj => &mut self.self_attn.v_proj,
+            Target::OProj => &mut self.self_attn.o_proj,
+            Target::GateProj => &mut self.mlp.gate_proj,
+            Target::UpProj => &mut self.mlp.up_proj,
+            Target::DownProj => &mut self.mlp.down_proj,
+        }
     }
 }
 
-/// Per-forward inputs shared by all layers: rotary tables and the attention mask.
+/// Per-forward inputs shared by all layers: rotary tables, the attention mask, and whether
+/// the adapter's dropout is on.
 #[derive(Debug)]
 pub struct LayerInputs {
     /// cos, sin: [B, 1, T, D].
     pub rope: (Tensor, Tensor),
     pub mask: AttnMask,
+    /// Dropout on the LoRA adapter's input: the trainer's forward passes only, never
+    /// generation or scoring (the only dropout Qwen2 has at training time here).
+    pub lora_dropout: bool,
 }
 
 /// The Qwen2 causal language model.
@@ -463,50 +513,119 @@ pub struct Qwen2 {
     norm: RmsNorm,
     lm_head: Option<Tensor>, // [V, H]; None when tied to embed_tokens
     rope: Rope,
+    /// The attached adapter, whose factors the targeted projections add in.
+    lora: Option<LoraAdapter>,
 }
 
 impl Qwen2 {
     /// A randomly initialised model on `device` in `kind` (f32 or bf16).
     pub fn new(config: Qwen2Config, device: Device, kind: Kind) -> Self {
         let mut vs = nn::VarStore::new(device);
+        let model = Self::build(config, &vs);
+        if kind != Kind::Float {
+            vs.set_kind(kind);
+        }
+        Qwen2 { vs, ..model }
+    }
+
+    /// The model over the parameters of `vs`: those already there are used as they are
+    /// (no copy), missing ones are created randomly (f32).
+    fn build(config: Qwen2Config, vs: &nn::VarStore) -> Self {
         let root = vs.root();
         let model = &root / "model";
         let (v, h) = (config.vocab_size as i64, config.hidden_size as i64);
-        let embed_tokens = (&model / "embed_tokens").var(
+        let embedding_init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let embed_tokens = param(
+            &(&model / "embed_tokens"),
             "weight",
             &[v, h],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
+            embedding_init,
         );
         let layers = (0..config.num_hidden_layers)
             .map(|i| DecoderLayer::new(&model / "layers" / i, &config))
             .collect();
         let norm = RmsNorm::new(&model / "norm", h, config.rms_norm_eps);
-        let lm_head = (!config.tie_word_embeddings).then(|| {
-            (&root / "lm_head").var(
-                "weight",
-                &[v, h],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
-            )
-        });
-        let rope = Rope::new(&config, device);
-        if kind != Kind::Float {
-            vs.set_kind(kind);
-        }
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| param(&(&root / "lm_head"), "weight", &[v, h], embedding_init));
+        let rope = Rope::new(&config, vs.device());
         Qwen2 {
             config,
-            vs,
+            vs: nn::VarStore::new(vs.device()),
             embed_tokens,
             layers,
             norm,
             lm_head,
             rope,
+            lora: None,
         }
+    }
+
+    /// Another model over the same base tensors (no copy: a change to one is a change to
+    /// both), with no adapter: the inference engine's view of a LoRA trainer's frozen base,
+    /// so that trainer and sampler hold one copy of the weights between them.
+    pub fn share_base(&self) -> Qwen2 {
+        let vs = nn::VarStore::new(self.device());
+        for (name, tensor) in self.vs.variables() {
+            crate::lora::add_tensor(&vs, &name, tensor, false);
+        }
+        let model = Self::build(self.config.clone(), &vs);
+        Qwen2 { vs, ..model }
+    }
+
+    /// Attaches `adapter` to the projections it targets and freezes every base parameter
+    /// (no gradient is ever computed for them again, so only the adapter trains); an adapter
+    /// attached before is detached and returned.
+    pub fn attach_lora(&mut self, adapter: LoraAdapter) -> Result<Option<LoraAdapter>, LoraError> {
+        adapter.check_fits(&self.config)?;
+        let previous = self.detach_lora();
+        for base in self.vs.variables().values() {
+            let _ = base.set_requires_grad(false);
+        }
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for &target in &adapter.config.target_modules {
+                layer.projection_mut(target).lora = adapter.pair(i, target);
+            }
+        }
+        self.lora = Some(adapter);
+        Ok(previous)
+    }
+
+    /// Removes the attached adapter (the base stays frozen).
+    pub fn detach_lora(&mut self) -> Option<LoraAdapter> {
+        for layer in &mut self.layers {
+            for target in Target::ALL {
+                layer.projection_mut(target).lora = None;
+            }
+        }
+        self.lora.take()
+    }
+
+    /// The attached adapter.
+    pub fn lora(&self) -> Option<&LoraAdapter> {
+        self.lora.as_ref()
+    }
+
+    /// Folds the attached adapter into the base weights, W <- W + s B A (summed in f32,
+    /// rounded once to the weights' dtype), and detaches it: the plain model that computes
+    /// what the adapted one did, as PEFT's `merge_and_unload`. Returns the adapter.
+    pub fn merge_lora(&mut self) -> Option<LoraAdapter> {
+        tch::no_grad(|| {
+            for layer in &mut self.layers {
+                for target in Target::ALL {
+                    let projection = layer.projection_mut(target);
+                    if let Some(pair) = &projection.lora {
+                        let merged = projection.weight.to_kind(Kind::Float) + pair.delta();
+                        projection
+                            .weight
+                            .copy_(&merged.to_kind(projection.weight.kind()));
+                    }
+                }
+            }
+        });
+        self.detach_lora()
     }
 
     /// Device of the parameters.
@@ -548,12 +667,13 @@ impl Qwen2 {
         LayerInputs {
             rope: self.rope.cos_sin(&positions, self.kind()),
             mask,
+            lora_dropout: false,
         }
     }
 
     /// Decoder layer `index`: [B, T, H] -> [B, T, H], no cache.
     pub fn layer_forward(&self, index: usize, x: &Tensor, inputs: &LayerInputs) -> Tensor {
-        self.layers[index].forward(x, &inputs.rope, &inputs.mask, None)
+        self.layers[index].forward(x, inputs, None)
     }
 
     /// Final RMSNorm: [.., H] -> [.., H].
@@ -564,8 +684,21 @@ impl Qwen2 {
     /// Final hidden states (after the last norm) for `input_ids` [B, T] -> [B, T, H].
     pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Tensor {
         let inputs = self.layer_inputs(input_ids, attention_mask);
+        self.run_layers(input_ids, &inputs)
+    }
+
+    /// [`Qwen2::forward_hidden`] as a training pass: the adapter's dropout is on.
+    pub fn forward_hidden_train(&self, input_ids: &Tensor) -> Tensor {
+        let inputs = LayerInputs {
+            lora_dropout: true,
+            ..self.layer_inputs(input_ids, None)
+        };
+        self.run_layers(input_ids, &inputs)
+    }
+
+    fn run_layers(&self, input_ids: &Tensor, inputs: &LayerInputs) -> Tensor {
         let x = (0..self.layers.len()).fold(self.embed(input_ids), |x, i| {
-            self.layer_forward(i, &x, &inputs)
+            self.layer_forward(i, &x, inputs)
         });
         self.final_norm(&x)
     }
@@ -605,10 +738,14 @@ impl Qwen2 {
                 t,
             ),
         };
-        let rope = self.rope.cos_sin(position_ids, self.kind());
+        let inputs = LayerInputs {
+            rope: self.rope.cos_sin(position_ids, self.kind()),
+            mask,
+            lora_dropout: false,
+        };
         let mut x = self.embed(input_ids);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(&x, &rope, &mask, Some((layer_cache, past)));
+            x = layer.forward(&x, &inputs, Some((layer_cache, past)));
         }
         cache.len += t;
         self.final_norm(&x)

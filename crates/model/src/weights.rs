@@ -265,7 +265,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, WeightsError> {
 }
 
 /// Checks shape and dtype, then copies `view` into `param` (converting dtype and device).
-fn copy_into(
+pub(crate) fn copy_into(
     param: &Tensor,
     view: &safetensors::tensor::TensorView<'_>,
     path: &str,
@@ -401,19 +401,24 @@ fn write_shard(
     names: &[String],
     path: &Path,
 ) -> Result<(), WeightsError> {
-    let host: Vec<(String, HostTensor)> = names
-        .iter()
-        .map(|n| Ok((n.clone(), to_host(&tensors[n])?)))
+    write_safetensors(names.iter().map(|n| (n.as_str(), &tensors[n])), path)
+}
+
+/// Writes `tensors` into one safetensors file at `path`, with the `format: pt` metadata
+/// transformers and PEFT require.
+pub(crate) fn write_safetensors<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    let host: Vec<(&str, HostTensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| Ok((n, to_host(t)?)))
         .collect::<Result<_, WeightsError>>()?;
     // transformers refuses safetensors files without `format: pt` metadata.
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::tensor::serialize_to_file(
-        host.iter().map(|(n, t)| (n.as_str(), t)),
-        Some(metadata),
-        path,
-    )
-    .map_err(|e| WeightsError::Format {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    safetensors::tensor::serialize_to_file(host.iter().map(|(n, t)| (*n, t)), Some(metadata), path)
+        .map_err(|e| WeightsError::Format {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }

@@ -14,6 +14,9 @@ use swerl_model::sampling::SamplingParams;
 use swerl_model::weights::{load_model, save_model, DEFAULT_SHARD_BYTES, INDEX_FILE, SINGLE_FILE};
 use tch::{Device, Kind, Tensor};
 
+#[path = "qwen2/lora.rs"]
+mod lora;
+
 const VARIANTS: [&str; 2] = ["tiny-qwen2", "tiny-qwen2-yarn"];
 
 fn fixture(name: &str) -> PathBuf {

@@ -78,6 +78,7 @@ impl Policy for EmbeddedPolicy {
             max_new_tokens,
             sampling: self.sampling.clone(),
             stop_token_ids: self.conversation.chat().stop_ids().to_vec(),
+            adapter: None,
         };
         self.turn += 1;
         let out = self

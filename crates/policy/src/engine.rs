@@ -15,6 +15,13 @@
 //! The keys and values of every answered sequence go to a [`PrefixCache`]: an episode's next
 //! turn extends its previous prompt and turn, so only the new tokens are run through the
 //! model. A weight update clears the cache.
+//!
+//! LoRA adapters: the model may wear an adapter of its own (a LoRA trainer's, synced by
+//! copying its small factors), and named adapters can be loaded from PEFT directories
+//! ([`EngineHandle::load_adapter`], vLLM's `POST /v1/load_lora_adapter` in `swerl serve`). A
+//! request names the adapter it samples with; a batch holds requests of one adapter only,
+//! and the model wears it unmerged (the base weights are never changed or copied). Changing
+//! the adapter worn clears the prefix cache.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,10 +30,14 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use swerl_model::generate::{
     generate, generate_reusing, CachedPrefix, FinishReason, GenerationConfig, GenerationOutput,
     GenerationRequest,
 };
+
+use swerl_model::lora::LoraAdapter;
 use swerl_model::qwen2::{Qwen2, SequenceKv};
 use swerl_model::sampling::SamplingParams;
 use tch::Tensor;
@@ -75,6 +86,9 @@ pub struct GenerateJob {
     pub sampling: SamplingParams,
     /// Ids that end the generation (kept as its last token).
     pub stop_token_ids: Vec<u32>,
+    /// The named LoRA adapter to sample with ([`EngineHandle::load_adapter`]); None samples
+    /// the model as it is (with its own adapter, if it wears one).
+    pub adapter: Option<String>,
 }
 
 /// The sampled continuation of one [`GenerateJob`].
@@ -108,6 +122,9 @@ type Reply = Box<dyn FnOnce(Result<JobOutput, EngineError>) + Send>;
 enum Command {
     Generate(GenerateJob, Reply),
     Update(WeightUpdate, mpsc::Sender<Result<(), String>>),
+    /// Load (or replace) the named adapter from a PEFT directory.
+    LoadAdapter(String, PathBuf, mpsc::Sender<Result<(), String>>),
+    UnloadAdapter(String, mpsc::Sender<Result<(), String>>),
     Shutdown,
 }
 
@@ -178,6 +195,7 @@ impl Engine {
             config,
             counters: counters.clone(),
             pending: VecDeque::new(),
+            adapters: Adapters::default(),
         };
         let thread = std::thread::Builder::new()
             .name("swerl-engine".into())
@@ -266,6 +284,43 @@ impl EngineHandle {
         self.update_weights(Box::new(move |model| copy_named(model, &tensors)))
     }
 
+    /// Copies a LoRA trainer's adapter factors (PEFT keys) into the adapter the model wears
+    /// as its own: the embedded engine's weight sync in LoRA training (a few MB, not the
+    /// base).
+    pub fn load_adapter_tensors(&self, tensors: Vec<(String, Tensor)>) -> Result<(), EngineError> {
+        self.update_weights(Box::new(move |model| {
+            let lora = model
+                .lora()
+                .ok_or("the engine's model wears no adapter to update")?;
+            lora.copy_from(&tensors).map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Loads the PEFT adapter in `dir` under `name` (replacing one of that name); requests
+    /// with `adapter: Some(name)` then sample with it. Fails, changing nothing, when the
+    /// adapter does not fit the model.
+    pub fn load_adapter(&self, name: String, dir: PathBuf) -> Result<(), EngineError> {
+        self.adapter_command(|tx| Command::LoadAdapter(name, dir, tx))
+    }
+
+    /// Forgets the adapter loaded under `name`.
+    pub fn unload_adapter(&self, name: String) -> Result<(), EngineError> {
+        self.adapter_command(|tx| Command::UnloadAdapter(name, tx))
+    }
+
+    fn adapter_command(
+        &self,
+        command: impl FnOnce(mpsc::Sender<Result<(), String>>) -> Command,
+    ) -> Result<(), EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(command(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.recv()
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Invalid)
+    }
+
     /// Reloads the weights from a Hugging Face model directory (same architecture).
     pub fn load_weights_from_dir(&self, dir: std::path::PathBuf) -> Result<(), EngineError> {
         self.update_weights(Box::new(move |model| {
@@ -327,6 +382,84 @@ fn copy_named(model: &mut Qwen2, tensors: &[(String, Tensor)]) -> Result<(), Str
     Ok(())
 }
 
+/// The named adapters and which adapter the model wears now.
+#[derive(Default)]
+struct Adapters {
+    /// Loaded adapters not worn at the moment.
+    named: BTreeMap<String, LoraAdapter>,
+    /// The model's own adapter while a named one is worn.
+    parked: Option<LoraAdapter>,
+    /// The name of the adapter worn (None: the model's own, or none).
+    worn: Option<String>,
+}
+
+impl Adapters {
+    fn has(&self, name: &str) -> bool {
+        self.named.contains_key(name) || self.worn.as_deref() == Some(name)
+    }
+
+    /// Makes `model` wear adapter `name` (None: its own); true when that changed what the
+    /// model computes.
+    fn wear(&mut self, model: &mut Qwen2, name: Option<&str>) -> Result<bool, String> {
+        if self.worn.as_deref() == name {
+            return Ok(false);
+        }
+        if let Some(n) = name.filter(|n| !self.named.contains_key(*n)) {
+            return Err(format!(
+                "no LoRA adapter is loaded under the name `{n}`; load it first (POST /v1/load_lora_adapter)"
+            ));
+        }
+        let off = model.detach_lora();
+        match self.worn.take() {
+            Some(worn) => {
+                self.named
+                    .insert(worn, off.expect("a named adapter was worn"));
+            }
+            None => self.parked = off,
+        }
+        let on = match name {
+            Some(n) => self.named.remove(n),
+            None => self.parked.take(),
+        };
+        if let Some(adapter) = on {
+            model.attach_lora(adapter).map_err(|e| e.to_string())?;
+        }
+        self.worn = name.map(str::to_string);
+        Ok(true)
+    }
+
+    /// Loads `dir` under `name`; the model wears the new one at once if it wore the old one.
+    fn load(
+        &mut self,
+        model: &mut Qwen2,
+        name: String,
+        dir: &std::path::Path,
+    ) -> Result<(), String> {
+        let adapter = LoraAdapter::load(dir, &model.config, model.device())
+            .map_err(|e| format!("cannot load the adapter `{name}`: {e}"))?;
+        if self.worn.as_deref() == Some(name.as_str()) {
+            model.attach_lora(adapter).map_err(|e| e.to_string())?;
+        } else {
+            adapter
+                .check_fits(&model.config)
+                .map_err(|e| e.to_string())?;
+            self.named.insert(name, adapter);
+        }
+        Ok(())
+    }
+
+    fn unload(&mut self, model: &mut Qwen2, name: &str) -> Result<(), String> {
+        if !self.has(name) {
+            return Err(format!("no LoRA adapter is loaded under the name `{name}`"));
+        }
+        if self.worn.as_deref() == Some(name) {
+            self.wear(model, None)?;
+        }
+        self.named.remove(name);
+        Ok(())
+    }
+}
+
 /// The engine thread's state.
 struct Worker {
     model: Qwen2,
@@ -335,6 +468,7 @@ struct Worker {
     counters: Arc<Counters>,
     pending: VecDeque<(GenerateJob, Reply)>,
     prefix: PrefixCache,
+    adapters: Adapters,
 }
 
 impl Worker {
@@ -400,12 +534,31 @@ impl Worker {
                 // Cached keys and values belong to the old weights, even after a failed
                 // update that may have changed some of them.
                 self.prefix.clear();
-                let result = catch_unwind(AssertUnwindSafe(|| update(&mut self.model)))
-                    .unwrap_or_else(|p| Err(panic_message(&p)));
+                // An update is of the model's own weights (and own adapter), not of a named
+                // adapter it happens to wear.
+                let model = &mut self.model;
+                let adapters = &mut self.adapters;
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    adapters.wear(model, None)?;
+                    update(model)
+                }))
+                .unwrap_or_else(|p| Err(panic_message(&p)));
                 if result.is_ok() {
                     self.counters.weight_version.fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = done.send(result);
+            }
+            Command::LoadAdapter(name, dir, done) => {
+                if self.adapters.worn.as_deref() == Some(name.as_str()) {
+                    self.prefix.clear();
+                }
+                let _ = done.send(self.adapters.load(&mut self.model, name, &dir));
+            }
+            Command::UnloadAdapter(name, done) => {
+                if self.adapters.worn.as_deref() == Some(name.as_str()) {
+                    self.prefix.clear();
+                }
+                let _ = done.send(self.adapters.unload(&mut self.model, &name));
             }
             Command::Shutdown => return false,
         }
@@ -421,6 +574,20 @@ impl Worker {
     /// One batched generation, answered request by request; a failed or panicking
     /// generation fails this batch's requests instead of the engine.
     fn run_batch(&mut self, batch: Vec<(GenerateJob, Reply)>) {
+        match self
+            .adapters
+            .wear(&mut self.model, batch[0].0.adapter.as_deref())
+        {
+            // Cached keys and values belong to the adapter that computed them.
+            Ok(true) => self.prefix.clear(),
+            Ok(false) => {}
+            Err(e) => {
+                let e = EngineError::Invalid(e);
+                return batch
+                    .into_iter()
+                    .for_each(|(_, reply)| reply(Err(e.clone())));
+            }
+        }
         let longest = batch
             .iter()
             .map(|(j, _)| j.max_new_tokens)
@@ -539,8 +706,8 @@ impl Worker {
     }
 }
 
-/// The next batch: up to `max` queued jobs that share the first job's sampling settings
-/// and stop ids, and whose budget fits next to every other member's prompt.
+/// The next batch: up to `max` queued jobs that share the first job's sampling settings,
+/// stop ids and adapter, and whose budget fits next to every other member's prompt.
 ///
 /// The batch runs to M = the largest budget, capped by the room the longest prompt leaves;
 /// jobs asking for more than M wait for a later batch. The job with the longest prompt
@@ -553,10 +720,15 @@ fn take_batch(
     let Some((first, _)) = pending.front() else {
         return Vec::new();
     };
-    let key = (first.sampling.clone(), first.stop_token_ids.clone());
+    let key = (
+        first.sampling.clone(),
+        first.stop_token_ids.clone(),
+        first.adapter.clone(),
+    );
     let (mut batch, mut rest) = (Vec::new(), VecDeque::new());
     while let Some(item) = pending.pop_front() {
-        let same = item.0.sampling == key.0 && item.0.stop_token_ids == key.1;
+        let same =
+            item.0.sampling == key.0 && item.0.stop_token_ids == key.1 && item.0.adapter == key.2;
         if same && batch.len() < max.max(1) {
             batch.push(item);
         } else {

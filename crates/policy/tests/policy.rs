@@ -23,6 +23,9 @@ use swerl_policy::server::{self, RunningServer, ServerState};
 use swerl_policy::{EmbeddedPolicy, EpisodeSeed, HttpBackend, HttpConfig, HttpPolicy};
 use tch::{Kind, Tensor};
 
+#[path = "policy/lora.rs"]
+mod lora;
+
 const SYSTEM: &str = "You are a careful software engineer.";
 
 fn tokenizer_dir() -> PathBuf {
@@ -87,6 +90,7 @@ fn job(prompt: &[u32], seed: u64, sampling: SamplingParams, chat: &ChatTokenizer
         max_new_tokens: 6,
         sampling,
         stop_token_ids: chat.stop_ids().to_vec(),
+        adapter: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod eval;
 pub mod grade;
 pub mod launch;
+pub mod merge;
 pub mod model;
 pub mod rft;
 pub mod rl;

@@ -55,6 +55,10 @@ struct ScoreArgs {
     /// Hugging Face model directory (config.json + model.safetensors or shards).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
+    /// A LoRA adapter (PEFT layout: adapter_config.json + adapter_model.safetensors) to
+    /// score with, on top of --model.
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
     /// JSON file holding token ids: [1, 2, 3] or [[1, 2], [3, 4, 5]].
     #[arg(long, value_name = "IDS.json")]
     tokens: PathBuf,
@@ -120,8 +124,18 @@ fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(swerl_model::weights::kind_from_dtype)
         .transpose()?;
-    let model = swerl_model::weights::load_model(&args.model, device, kind)
-        .with_context(|| format!("loading the model in {}", args.model.display()))?;
+    let model = match &args.adapter {
+        None => swerl_model::weights::load_model(&args.model, device, kind)
+            .with_context(|| format!("loading the model in {}", args.model.display()))?,
+        Some(adapter) => swerl_model::lora::load_adapted(&args.model, adapter, device, kind)
+            .with_context(|| {
+                format!(
+                    "loading the model in {} with the adapter in {}",
+                    args.model.display(),
+                    adapter.display()
+                )
+            })?,
+    };
     let vocab = model.config.vocab_size;
     let mut out = Vec::with_capacity(sequences.len());
     for (i, tokens) in sequences.iter().enumerate() {
@@ -208,6 +222,7 @@ mod tests {
         let tokens = token_file("[22, 506, 217]");
         let args = ScoreArgs {
             model,
+            adapter: None,
             tokens: tokens.path().to_path_buf(),
             logits: false,
             device: "cpu".into(),

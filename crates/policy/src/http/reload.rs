@@ -23,6 +23,15 @@ use super::transport::Backoff;
 /// SGLang's load-from-disk call (also served by `swerl serve`).
 pub const SGLANG_RELOAD: &str = r#"POST /update_weights_from_disk {"model_path": "{path}"}"#;
 
+/// vLLM's runtime LoRA route (server started with `--enable-lora` and
+/// `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`; also served by `swerl serve`): loads the adapter
+/// directory `{path}` under `name`, replacing the previous one in place. Requests then name
+/// `name` as their model.
+pub fn vllm_lora_reload(name: &str) -> String {
+    let body = serde_json::json!({"lora_name": name, "lora_path": "{path}", "load_inplace": true});
+    format!("POST /v1/load_lora_adapter {body}")
+}
+
 /// A reload call that cannot be parsed, or servers that failed to reload.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {

@@ -144,19 +144,32 @@ pub struct Checked {
     pub skip_special_tokens: bool,
     pub tokens_as_ids: bool,
     pub return_token_ids: bool,
+    /// The LoRA adapter the request names as its `model` (None: the served model itself).
+    pub adapter: Option<String>,
 }
 
 impl Common {
-    /// Validates everything the engine cannot do or that is out of range.
-    pub fn check(&self, served: &str) -> Result<Checked, ApiError> {
-        if let Some(model) = self.model.as_deref().filter(|m| *m != served) {
-            return Err(ApiError {
-                status: 404,
-                message: format!(
-                    "the model `{model}` does not exist; this server serves `{served}`"
-                ),
-            });
-        }
+    /// Validates everything the engine cannot do or that is out of range. `model` must be
+    /// the served name or one of the loaded LoRA `adapters` (vLLM's convention).
+    pub fn check(&self, served: &str, adapters: &[String]) -> Result<Checked, ApiError> {
+        let adapter = match self.model.as_deref() {
+            None => None,
+            Some(m) if m == served => None,
+            Some(m) if adapters.iter().any(|a| a == m) => Some(m.to_string()),
+            Some(m) => {
+                let loaded = if adapters.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (or one of its LoRA adapters: {})", adapters.join(", "))
+                };
+                return Err(ApiError {
+                    status: 404,
+                    message: format!(
+                        "the model `{m}` does not exist; this server serves `{served}`{loaded}"
+                    ),
+                });
+            }
+        };
         self.check_unsupported()?;
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => 0,
@@ -194,6 +207,7 @@ impl Common {
             skip_special_tokens: self.skip_special_tokens.unwrap_or(true),
             tokens_as_ids: self.return_tokens_as_token_ids.unwrap_or(false),
             return_token_ids: self.return_token_ids.unwrap_or(false),
+            adapter,
         })
     }
 
@@ -338,7 +352,7 @@ mod tests {
 
     #[test]
     fn defaults_are_untruncated_temperature_one() {
-        let c = common(json!({})).check("m").unwrap();
+        let c = common(json!({})).check("m", &[]).unwrap();
         assert_eq!(c.sampling, SamplingParams::rollout_default());
         assert!(c.skip_special_tokens && !c.tokens_as_ids);
     }
@@ -359,7 +373,7 @@ mod tests {
     #[test]
     fn vllm_off_values_are_accepted() {
         let c = common(json!({"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "stop": []}))
-            .check("m")
+            .check("m", &[])
             .unwrap();
         assert_eq!(c.sampling.top_k, 0);
     }
@@ -376,15 +390,33 @@ mod tests {
             json!({"stop": ["\n"]}),
             json!({"max_tokens": 0}),
         ] {
-            let err = common(bad.clone()).check("m").unwrap_err();
+            let err = common(bad.clone()).check("m", &[]).unwrap_err();
             assert_eq!(err.status, 400, "{bad}: {err:?}");
         }
         assert_eq!(
             common(json!({"model": "other"}))
-                .check("m")
+                .check("m", &[])
                 .unwrap_err()
                 .status,
             404
+        );
+    }
+
+    #[test]
+    fn a_loaded_adapters_name_selects_it() {
+        let adapters = ["tuned".to_string()];
+        let c = common(json!({"model": "tuned"}))
+            .check("m", &adapters)
+            .unwrap();
+        assert_eq!(c.adapter.as_deref(), Some("tuned"));
+        let c = common(json!({"model": "m"})).check("m", &adapters).unwrap();
+        assert_eq!(c.adapter, None);
+        let err = common(json!({"model": "other"}))
+            .check("m", &adapters)
+            .unwrap_err();
+        assert!(
+            err.status == 404 && err.message.contains("tuned"),
+            "{err:?}"
         );
     }
 

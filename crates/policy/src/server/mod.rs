@@ -4,8 +4,11 @@
 //!
 //! Endpoints: `POST /v1/completions` (prompt as text or token ids), `POST
 //! /v1/chat/completions` (messages rendered with the model's chat template), `GET /v1/models`,
-//! `GET /health`, and `POST /update_weights_from_disk` (SGLang's call, `{"model_path": DIR}`:
-//! the trainer's weight sync; the engine switches between batches). Log-probs are of the sampled tokens under the full distribution at the
+//! `GET /health`, `POST /update_weights_from_disk` (SGLang's call, `{"model_path": DIR}`:
+//! the trainer's weight sync; the engine switches between batches), and vLLM's LoRA routes
+//! `POST /v1/load_lora_adapter` (`{"lora_name", "lora_path", "load_inplace"}`: a PEFT
+//! adapter directory, then served under `lora_name` as a `model` of its own) and
+//! `POST /v1/unload_lora_adapter` (`{"lora_name"}`). Log-probs are of the sampled tokens under the full distribution at the
 //! request's temperature; with `return_tokens_as_token_ids` each token is `"token_id:N"`
 //! (vLLM's convention), so clients never re-tokenise.
 
@@ -45,6 +48,8 @@ pub struct ServerState {
     /// Seeds requests that bring none: a server-wide stream, so they differ per request.
     pub seed: u64,
     requests: AtomicU64,
+    /// Names of the LoRA adapters loaded into the engine, in load order.
+    adapters: std::sync::Mutex<Vec<String>>,
 }
 
 impl ServerState {
@@ -61,7 +66,13 @@ impl ServerState {
             model_name: model_name.into(),
             seed,
             requests: AtomicU64::new(0),
+            adapters: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The names of the loaded LoRA adapters.
+    pub fn adapters(&self) -> Vec<String> {
+        self.adapters.lock().expect("adapter list lock").clone()
     }
 
     fn next_id(&self) -> u64 {
@@ -77,6 +88,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/update_weights_from_disk", post(update_weights_from_disk))
+        .route("/v1/load_lora_adapter", post(load_lora_adapter))
+        .route("/v1/unload_lora_adapter", post(unload_lora_adapter))
         // axum's default 2 MB limit is below a long-context token-id prompt in JSON
         // (131k ids are about 1 MB, a text prompt of that length more).
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -133,14 +146,122 @@ async fn update_weights_from_disk(State(state): State<Arc<ServerState>>, body: B
     }
 }
 
+/// vLLM's `POST /v1/load_lora_adapter`: loads the PEFT adapter directory `lora_path` under
+/// `lora_name` (replacing one of that name only with `load_inplace: true`, as vLLM does).
+/// Requests whose `model` is `lora_name` then sample with it. An adapter that does not fit
+/// the model is refused with 400 and nothing changes.
+async fn load_lora_adapter(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        lora_name: String,
+        lora_path: String,
+        #[serde(default)]
+        load_inplace: bool,
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let message =
+                format!("expected a JSON body {{\"lora_name\": NAME, \"lora_path\": DIR}}: {e}");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    let name = request.lora_name.clone();
+    if name == state.model_name {
+        let message = format!("`{name}` is the base model's name; choose another lora_name");
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    if state.adapters().contains(&name) && !request.load_inplace {
+        let message = format!(
+            "The lora adapter '{name}' has already been loaded; send load_inplace: true to replace it"
+        );
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    let engine = state.engine.clone();
+    let dir = std::path::PathBuf::from(&request.lora_path);
+    let result = tokio::task::spawn_blocking(move || engine.load_adapter(name, dir)).await;
+    match result {
+        Ok(Ok(())) => {
+            let mut names = state.adapters.lock().expect("adapter list lock");
+            if !names.contains(&request.lora_name) {
+                names.push(request.lora_name.clone());
+            }
+            tracing::info!(name = %request.lora_name, path = %request.lora_path, "LoRA adapter loaded");
+            let message = format!(
+                "Success: LoRA adapter '{}' added successfully.",
+                request.lora_name
+            );
+            (StatusCode::OK, message).into_response()
+        }
+        Ok(Err(EngineError::Stopped)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Stopped.to_string(),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// vLLM's `POST /v1/unload_lora_adapter {"lora_name": NAME}`.
+async fn unload_lora_adapter(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        lora_name: String,
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("expected a JSON body {{\"lora_name\": NAME}}: {e}");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    let engine = state.engine.clone();
+    let name = request.lora_name.clone();
+    let result = tokio::task::spawn_blocking(move || engine.unload_adapter(name)).await;
+    match result {
+        Ok(Ok(())) => {
+            state
+                .adapters
+                .lock()
+                .expect("adapter list lock")
+                .retain(|n| *n != request.lora_name);
+            let message = format!(
+                "Success: LoRA adapter '{}' removed successfully.",
+                request.lora_name
+            );
+            (StatusCode::OK, message).into_response()
+        }
+        Ok(Err(e @ EngineError::Stopped)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 async fn models(State(state): State<Arc<ServerState>>) -> Json<Value> {
-    Json(json!({"object": "list", "data": [{
+    let max_model_len = state.engine.info().max_positions;
+    let base = json!({
         "id": state.model_name,
         "object": "model",
         "created": 0,
         "owned_by": "swerl",
-        "max_model_len": state.engine.info().max_positions,
-    }]}))
+        "max_model_len": max_model_len,
+    });
+    // LoRA adapters are listed as models of their own with the base as parent (vLLM's form).
+    let adapters = state.adapters().into_iter().map(|name| {
+        json!({
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "swerl",
+            "parent": state.model_name,
+            "max_model_len": max_model_len,
+        })
+    });
+    let data: Vec<Value> = std::iter::once(base).chain(adapters).collect();
+    Json(json!({"object": "list", "data": data}))
 }
 
 async fn completions(
@@ -149,7 +270,7 @@ async fn completions(
 ) -> Result<Json<Value>, ApiError> {
     let request: api::CompletionRequest = api::parse(&body)?;
     api::refuse_unknown(&request.unknown)?;
-    let checked = request.common.check(&state.model_name)?;
+    let checked = request.common.check(&state.model_name, &state.adapters())?;
     if request.echo == Some(true) {
         return Err(ApiError::bad("echo is not supported; send echo: false"));
     }
@@ -176,7 +297,7 @@ async fn completions(
         "id": format!("cmpl-{id}"),
         "object": "text_completion",
         "created": unix_now(),
-        "model": state.model_name,
+        "model": checked.adapter.as_deref().unwrap_or(&state.model_name),
         "choices": [api::completion_choice(&sampled, want_logprobs, checked.return_token_ids)],
         "usage": api::usage(&sampled),
     })))
@@ -189,7 +310,7 @@ async fn chat_completions(
     let request: api::ChatRequest = api::parse(&body)?;
     api::refuse_unknown(&request.unknown)?;
     request.check_tools()?;
-    let mut checked = request.common.check(&state.model_name)?;
+    let mut checked = request.common.check(&state.model_name, &state.adapters())?;
     if request.top_logprobs.unwrap_or(0) > 0 {
         return Err(ApiError::bad(
             "top_logprobs > 0 is not supported; only the sampled token's log-prob is available",
@@ -221,7 +342,7 @@ async fn chat_completions(
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
         "created": unix_now(),
-        "model": state.model_name,
+        "model": checked.adapter.as_deref().unwrap_or(&state.model_name),
         "choices": [api::chat_choice(&sampled, request.logprobs.unwrap_or(false), checked.return_token_ids)],
         "usage": api::usage(&sampled),
     })))
@@ -298,6 +419,7 @@ fn job(
         max_new_tokens: checked.max_tokens.unwrap_or(default_max),
         sampling: checked.sampling.clone(),
         stop_token_ids,
+        adapter: checked.adapter.clone(),
     }
 }
 
@@ -432,18 +554,32 @@ pub fn load_model_dir(
             source,
         }
     })?;
-    let (tokenizer, vocab) = (chat.tokenizer().vocab_size(), model.config.vocab_size);
-    if tokenizer > vocab {
-        return Err(LoadError::Vocab {
-            dir: shown,
-            tokenizer,
-            model: vocab,
-        });
-    }
     let name = name.unwrap_or_else(|| {
         dir.file_name()
             .map_or("model".into(), |n| n.to_string_lossy().into_owned())
     });
+    start_engine(model, chat, &shown, name, engine, seed)
+}
+
+/// Starts an engine over `model` (loaded from, or sharing the weights of, the model in
+/// `dir`) with its tokenizer and chat template `chat`, served as `name`; see
+/// [`load_model_dir`].
+pub fn start_engine(
+    model: swerl_model::qwen2::Qwen2,
+    chat: ChatTokenizer,
+    dir: &str,
+    name: String,
+    engine: crate::engine::EngineConfig,
+    seed: u64,
+) -> Result<(crate::engine::Engine, Arc<ServerState>), LoadError> {
+    let (tokenizer, vocab) = (chat.tokenizer().vocab_size(), model.config.vocab_size);
+    if tokenizer > vocab {
+        return Err(LoadError::Vocab {
+            dir: dir.to_string(),
+            tokenizer,
+            model: vocab,
+        });
+    }
     let engine = crate::engine::EngineConfig {
         sample_vocab: (tokenizer < vocab).then_some(tokenizer),
         ..engine
