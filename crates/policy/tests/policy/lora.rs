@@ -13,7 +13,7 @@ fn random_adapter(model: &Qwen2, seed: i64) -> LoraAdapter {
     let adapter = LoraAdapter::new(LoraConfig::new(4), &model.config, Device::Cpu);
     tch::no_grad(|| {
         for (_, t) in adapter.named_tensors() {
-            let _ = t.shallow_clone().copy_(&(t.randn_like() * 0.3));
+            t.shallow_clone().copy_(&(t.randn_like() * 0.3));
         }
     });
     adapter
