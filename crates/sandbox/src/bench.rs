@@ -111,8 +111,8 @@ pub fn run(config: &BenchConfig) -> Result<SandboxBench, SandboxError> {
         &dir.path().join("copy"),
         (config.creations / 4).max(3),
     )?;
-    let round_trip_persistent_without_walls = time_persistent(&bare, &spec, config.round_trips)?;
-    let round_trip_persistent = time_persistent(&factory, &spec, config.round_trips)?;
+    let [round_trip_persistent, round_trip_persistent_without_walls] =
+        time_persistent([&factory, &bare], &spec, config.round_trips)?;
     let tools = HostTools::discover()?;
     let round_trip_fresh_bwrap = time_spawns(
         || crate::launch::fresh_bwrap_command(&tools, "true"),
@@ -247,26 +247,36 @@ fn time_full_copies(src: &Path, dest: &Path, n: usize) -> Result<Percentiles, Sa
     Ok(Percentiles::of(samples))
 }
 
+/// Round trips of `true` in one sandbox of each factory, alternating command by command so
+/// that the machine's load weighs on both alike.
 fn time_persistent(
-    factory: &LocalFactory,
+    factories: [&LocalFactory; 2],
     spec: &SandboxSpec,
     n: usize,
-) -> Result<Percentiles, SandboxError> {
-    let mut sb = factory.create_local(spec)?;
-    let mut samples = Vec::with_capacity(n);
+) -> Result<[Percentiles; 2], SandboxError> {
+    let mut sandboxes = [
+        factories[0].create_local(spec)?,
+        factories[1].create_local(spec)?,
+    ];
+    let mut samples = [Vec::with_capacity(n), Vec::with_capacity(n)];
     for _ in 0..n {
-        let started = Instant::now();
-        let out = sb.exec("true", None)?;
-        samples.push(started.elapsed());
-        if out.exit_code != Some(0) {
-            return Err(SandboxError::ShellLost(format!(
-                "`true` failed in the benchmark: {}",
-                out.output
-            )));
+        for (sb, samples) in sandboxes.iter_mut().zip(samples.iter_mut()) {
+            let started = Instant::now();
+            let out = sb.exec("true", None)?;
+            samples.push(started.elapsed());
+            if out.exit_code != Some(0) {
+                return Err(SandboxError::ShellLost(format!(
+                    "`true` failed in the benchmark: {}",
+                    out.output
+                )));
+            }
         }
     }
-    sb.teardown()?;
-    Ok(Percentiles::of(samples))
+    for sb in &mut sandboxes {
+        sb.teardown()?;
+    }
+    let [a, b] = samples;
+    Ok([Percentiles::of(a), Percentiles::of(b)])
 }
 
 fn time_spawns(make: impl Fn() -> Command, n: usize) -> Result<Percentiles, SandboxError> {
