@@ -163,6 +163,7 @@ fn run_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
         ("swerl".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ("tasks".to_string(), args.tasks.tasks.display().to_string()),
         ("policy".to_string(), args.policy.clone()),
+        args.tasks.sandbox_limits_record(),
     ]);
     Ok(RunConfig {
         concurrency: args.concurrency.max(1),

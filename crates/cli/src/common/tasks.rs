@@ -122,6 +122,15 @@ impl TaskArgs {
         options
     }
 
+    /// The agent sandbox's limits as one JSON string, recorded in every trajectory (under
+    /// `versions`), so each episode says which memory, process, disk and file-size limits
+    /// it ran under.
+    pub fn sandbox_limits_record(&self) -> (String, String) {
+        let limits = self.swe_options().sandbox_limits;
+        let json = serde_json::to_string(&limits).unwrap_or_else(|e| format!("unrecorded: {e}"));
+        ("sandbox_limits".to_string(), json)
+    }
+
     pub fn env_sources(&self) -> EnvSources {
         EnvSources {
             env_root: self.env_root.clone(),

@@ -181,6 +181,7 @@ fn versions(args: &Args) -> BTreeMap<String, String> {
         ("libtorch".into(), libtorch_version()),
         ("initial_model".into(), args.model.display().to_string()),
         ("tasks".into(), args.tasks.tasks.display().to_string()),
+        args.tasks.sandbox_limits_record(),
     ])
 }
 
