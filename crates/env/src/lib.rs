@@ -8,6 +8,7 @@ pub mod aci;
 pub mod episode;
 pub mod grade;
 pub mod parsers;
+pub mod paths;
 pub mod prepare;
 pub mod spec;
 pub mod task;

@@ -11,6 +11,7 @@
 //! Only `swerl_sandbox::host_command` spawns processes (git); this module never runs task
 //! code.
 
+use crate::paths::resolve_inside;
 use std::path::{Path, PathBuf};
 use swerl_sandbox::host_command;
 
@@ -121,10 +122,8 @@ impl Ctx<'_> {
 
 fn check_id(ctx: &Ctx<'_>) -> Result<(), PrepareError> {
     let id = ctx.instance_id;
-    if id.is_empty() || id.contains('/') || id.starts_with('.') {
-        return Err(ctx.invalid(format!("instance id `{id}` cannot name a directory")));
-    }
-    Ok(())
+    crate::paths::check_instance_id(id)
+        .map_err(|why| ctx.invalid(format!("instance id `{}` {why}", id.escape_default())))
 }
 
 /// Renames the finished temporary directory to `target`. If another process finished the
@@ -317,11 +316,14 @@ impl EnvSources {
     /// The prepared source of `task`, building it when missing (with `repos_in_image`, its
     /// path, unprepared).
     pub fn source_for(&self, task: &crate::task::Task) -> Result<PathBuf, PrepareError> {
+        check_id(&Ctx {
+            instance_id: &task.instance_id,
+        })?;
         let target = self.env_root.join(&task.instance_id);
         if self.repos_in_image || is_complete(&target) {
             return Ok(target);
         }
-        let candidates = self.candidates(task);
+        let candidates = self.candidates(task)?;
         let Some(dir) = candidates.iter().find(|c| c.is_dir()) else {
             return Err(PrepareError::Invalid {
                 instance_id: task.instance_id.clone(),
@@ -348,22 +350,38 @@ impl EnvSources {
         prepare_env_source(&self.env_root, &task.instance_id, source)
     }
 
-    fn candidates(&self, task: &crate::task::Task) -> Vec<PathBuf> {
+    /// The folders under `repos` that may hold the task's repository. The row's `env_repo`
+    /// is untrusted: it must be a relative path that stays inside `repos` without passing
+    /// through a symlink, else the task fails with an error naming it (never a quiet
+    /// fallback). The derived names (id, repo) are only tried when they are plain names.
+    fn candidates(&self, task: &crate::task::Task) -> Result<Vec<PathBuf>, PrepareError> {
         let Some(repos) = &self.repos else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let mut names: Vec<String> = task
-            .extra_str("env_repo")
-            .map(str::to_string)
-            .into_iter()
-            .collect();
-        names.push(task.instance_id.clone());
-        names.push(task.repo.replace('/', "__"));
-        names.extend(task.repo.rsplit('/').next().map(str::to_string));
-        names
-            .into_iter()
-            .filter(|n| !n.is_empty() && !n.contains(".."))
-            .map(|n| repos.join(n))
-            .collect()
+        let mut out = Vec::new();
+        if let Some(env_repo) = task.extra.get("env_repo") {
+            let name = env_repo.as_str().unwrap_or_default();
+            let path =
+                resolve_inside(repos, "env_repo", name).map_err(|e| PrepareError::Invalid {
+                    instance_id: task.instance_id.clone(),
+                    reason: format!(
+                        "{e} (the task row's repository must be a folder inside --repos {})",
+                        repos.display()
+                    ),
+                })?;
+            out.push(path);
+        }
+        let derived = [
+            task.instance_id.clone(),
+            task.repo.replace('/', "__"),
+            task.repo.rsplit('/').next().unwrap_or_default().to_string(),
+        ];
+        out.extend(
+            derived
+                .iter()
+                .filter_map(|n| resolve_inside(repos, "repository name", n).ok())
+                .filter(|p| p.parent() == Some(repos.as_path())),
+        );
+        Ok(out)
     }
 }

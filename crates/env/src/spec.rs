@@ -41,6 +41,12 @@ pub enum SpecError {
         version: String,
         names: String,
     },
+    #[error("task {instance_id}: the test_patch names a path outside the repository: {source}")]
+    UnsafeTestPath {
+        instance_id: String,
+        #[source]
+        source: crate::paths::UnsafePath,
+    },
     #[error("task {instance_id}: unknown log_parser `{name}`; use one of: {names}")]
     UnknownParser {
         instance_id: String,
@@ -68,6 +74,14 @@ const SYMPY: &str =
 pub fn test_spec(task: &Task) -> Result<TestSpec, SpecError> {
     let files = patch_files(&task.test_patch);
     let test_files = touched_paths(&files);
+    for path in &test_files {
+        crate::paths::relative_path("test_patch path", path).map_err(|source| {
+            SpecError::UnsafeTestPath {
+                instance_id: task.instance_id.clone(),
+                source,
+            }
+        })?;
+    }
     let directives = directives(&task.repo, &files);
     let (base, parser) = command_and_parser(task)?;
     let test_cmd = if task.test_cmd.is_some() || directives.is_empty() {

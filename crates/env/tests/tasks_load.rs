@@ -167,3 +167,45 @@ fn regenerate_fixtures() {
     write_jsonl(&fixtures().join("instances.jsonl"), &tasks).unwrap();
     write_parquet(&fixtures().join("instances.parquet"), &tasks).unwrap();
 }
+
+/// Instance ids name directories and sandboxes: only a plain name is accepted.
+#[test]
+fn instance_ids_that_are_not_plain_names_are_row_errors() {
+    let row = |id: &str| {
+        serde_json::json!({"instance_id": id, "repo": "o/r", "problem_statement": "", "patch": "",
+            "test_patch": "", "FAIL_TO_PASS": [], "PASS_TO_PASS": []})
+    };
+    for bad in [
+        "/etc", "..", "a/b", ".hidden", "a\\b", "a b", "a\nb", "-rf", "x\0y",
+    ] {
+        let err = Task::from_json(row(bad)).expect_err(bad);
+        assert_eq!(err.field, "instance_id", "{bad:?}: {err}");
+    }
+    let long = "a".repeat(300);
+    assert!(Task::from_json(row(&long)).is_err());
+    for good in [
+        "django__django-11099",
+        "swerl-bundled__cronlite-1",
+        "a.b_c+d-1",
+    ] {
+        assert!(Task::from_json(row(good)).is_ok(), "{good}");
+    }
+}
+
+/// Paths in a test patch are resolved inside the repository: absolute paths and `..` are a
+/// named error, not a file the grader restores or deletes.
+#[test]
+fn test_patch_paths_must_stay_inside_the_repository() {
+    for header in [
+        "diff --git a//etc/passwd b//etc/passwd",
+        "diff --git a/../outside.py b/../outside.py",
+        "diff --git a/tests/../../x.py b/tests/../../x.py",
+    ] {
+        let task = Task::from_json(serde_json::json!({"instance_id": "x-1", "repo": "o/r",
+            "problem_statement": "", "patch": "", "test_patch": format!("{header}\n"),
+            "FAIL_TO_PASS": [], "PASS_TO_PASS": [], "test_cmd": "pytest", "log_parser": "pytest"}))
+        .unwrap();
+        let err = test_spec(&task).expect_err(header).to_string();
+        assert!(err.contains("test_patch") && err.contains("x-1"), "{err}");
+    }
+}

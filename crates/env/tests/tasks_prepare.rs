@@ -231,3 +231,46 @@ fn same_second_same_length_edit_is_seen_by_git() {
         "git missed the edit: {stat:?}"
     );
 }
+
+/// Task rows are hostile input: an `env_repo` that is absolute, climbs out with `..` or
+/// passes through a symlink must never select a host directory outside `--repos` (an
+/// absolute one used to replace the base: `Path::join` drops it, and the host directory was
+/// copied into the sandbox).
+#[test]
+fn env_repo_outside_the_repos_root_is_refused_by_name() {
+    use swerl_env::prepare::EnvSources;
+    let (repos, root, secret) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    std::fs::write(secret.path().join("secret.txt"), "host secret\n").unwrap();
+    plain_repo(&repos.path().join("calc"));
+    std::os::unix::fs::symlink(secret.path(), repos.path().join("linked")).unwrap();
+    let sources = EnvSources {
+        env_root: root.path().join("envs"),
+        repos: Some(repos.path().to_path_buf()),
+        repos_in_image: false,
+    };
+    let outside = secret.path().to_str().unwrap().to_string();
+    for (i, env_repo) in [outside.as_str(), "../calc", "calc/../../x", "linked"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut task = swerl_env::task::Task::from_json(serde_json::json!({
+            "instance_id": format!("evil-{i}"), "repo": "someone/other", "problem_statement": "",
+            "patch": "", "test_patch": "", "FAIL_TO_PASS": [], "PASS_TO_PASS": []}))
+        .unwrap();
+        task.extra.insert("env_repo".into(), env_repo.into());
+        let err = sources
+            .source_for(&task)
+            .expect_err(&format!("env_repo `{env_repo}` must be refused"))
+            .to_string();
+        assert!(
+            err.contains("env_repo") && err.contains(env_repo),
+            "the error names the field and the value: {err}"
+        );
+        let prepared = root.path().join("envs").join(&task.instance_id);
+        assert!(!prepared.exists(), "nothing was prepared for `{env_repo}`");
+    }
+}

@@ -78,22 +78,28 @@ pub(super) fn task_from_json(value: Value) -> Result<Task, FieldError> {
         log_parser: optional_str(&mut obj, "log_parser")?,
         extra: Map::new(),
     };
-    check_not_empty(&task)?;
-    Ok(Task { extra: obj, ..task })
+    let task = Task { extra: obj, ..task };
+    check_names(&task)?;
+    Ok(task)
 }
 
-/// Ids and repos must be non-empty: they name directories and select test commands.
-fn check_not_empty(task: &Task) -> Result<(), FieldError> {
+/// Ids and repos must be non-empty: they name directories and select test commands. The id
+/// and an `env_repo` are untrusted names of host directories (see `crate::paths`).
+fn check_names(task: &Task) -> Result<(), FieldError> {
     for (field, value) in [("instance_id", &task.instance_id), ("repo", &task.repo)] {
         if value.trim().is_empty() {
             return Err(err(field, "expected a non-empty string".into()));
         }
     }
-    if task.instance_id.contains('/') || task.instance_id.starts_with('.') {
-        return Err(err(
-            "instance_id",
-            "expected an id without `/` and not starting with `.` (it names a directory)".into(),
-        ));
+    crate::paths::check_instance_id(&task.instance_id).map_err(|m| err("instance_id", m))?;
+    if let Some(env_repo) = task.extra.get("env_repo") {
+        let env_repo = env_repo.as_str().ok_or_else(|| {
+            err(
+                "env_repo",
+                format!("expected a string, found {}", kind(env_repo)),
+            )
+        })?;
+        crate::paths::relative_path("env_repo", env_repo).map_err(|e| err("env_repo", e.reason))?;
     }
     Ok(())
 }
