@@ -1,5 +1,9 @@
 //! Pure RL math, no I/O: advantages, policy losses, sample filters, reward shaping, metric names.
 //!
+//! The tensor code (the loss, [`loss_eval`]) is behind the default `tensor` feature: the
+//! rollout and report crates use the reward shaping, filters and metric names without
+//! linking libtorch.
+//!
 //! This crate knows no agents, sandboxes, tokenizers or files: callers hand it rewards,
 //! accessors and tensors, and get numbers and tensors back. It does not expand advantages
 //! onto tokens, batch trajectories or step optimizers; that is `swerl-train`'s job. Each module is one concept,
@@ -15,6 +19,7 @@
 pub mod advantage;
 pub mod filter;
 pub mod loss;
+#[cfg(feature = "tensor")]
 pub mod loss_eval;
 pub mod metrics;
 pub mod reference;

@@ -188,7 +188,7 @@ fn finish_metrics(out: &mut ScalarLoss) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tensor"))]
 mod tests {
     use super::*;
     use crate::loss::{self, ClipRange, PolicyLossInputs};
