@@ -451,6 +451,8 @@ pub struct LoraAdapter {
     /// Decoder layers of the model it was built for.
     pub layers: usize,
     pub vs: nn::VarStore,
+    /// The base model it adapts, as PEFT records it (`base_model_name_or_path`).
+    pub base_model: Option<String>,
 }
 
 impl LoraAdapter {
@@ -486,6 +488,7 @@ impl LoraAdapter {
             config,
             layers: model.num_hidden_layers,
             vs,
+            base_model: None,
         }
     }
 
@@ -496,7 +499,10 @@ impl LoraAdapter {
         let config_path = dir.join(ADAPTER_CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
         let config = LoraConfig::from_peft_json(&text, &config_path.display().to_string())?;
-        let adapter = LoraAdapter::new(config, model, device);
+        let mut adapter = LoraAdapter::new(config, model, device);
+        adapter.base_model = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|j| j["base_model_name_or_path"].as_str().map(str::to_string));
         let path = dir.join(ADAPTER_FILE);
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let shown = path.display().to_string();
@@ -536,12 +542,11 @@ impl LoraAdapter {
     }
 
     /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` (created if
-    /// needed), as PEFT's `save_pretrained` does; `base_model` goes to
-    /// `base_model_name_or_path`.
-    pub fn save(&self, dir: &Path, base_model: Option<&str>) -> Result<(), LoraError> {
+    /// needed), as PEFT's `save_pretrained` does.
+    pub fn save(&self, dir: &Path) -> Result<(), LoraError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let config_path = dir.join(ADAPTER_CONFIG_FILE);
-        let json = self.config.to_peft_json(base_model);
+        let json = self.config.to_peft_json(self.base_model.as_deref());
         let text = serde_json::to_string_pretty(&json).expect("a JSON value serialises") + "\n";
         std::fs::write(&config_path, text).map_err(io_err(&config_path))?;
         let path = dir.join(ADAPTER_FILE);
@@ -619,6 +624,7 @@ impl LoraAdapter {
             config: self.config.clone(),
             layers: self.layers,
             vs,
+            base_model: self.base_model.clone(),
         }
     }
 

@@ -48,6 +48,13 @@ impl Linear {
         }
     }
 
+    /// W + s B A in W's dtype (summed in f32), when an adapter is attached.
+    fn merged_weight(&self) -> Option<Tensor> {
+        let pair = self.lora.as_ref()?;
+        let merged = tch::no_grad(|| self.weight.to_kind(Kind::Float) + pair.delta());
+        Some(merged.to_kind(self.weight.kind()))
+    }
+
     /// x [.., in] -> [.., out]; `train` turns the adapter's dropout on.
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let y = x.linear(&self.weight, self.bias.as_ref());
@@ -477,6 +484,18 @@ impl DecoderLayer {
     }
 
     /// The projection `target` of this layer.
+    fn projection(&self, target: Target) -> &Linear {
+        match target {
+            Target::QProj => &self.self_attn.q_proj,
+            Target::KProj => &self.self_attn.k_proj,
+            Target::VProj => &self.self_attn.v_proj,
+            Target::OProj => &self.self_attn.o_proj,
+            Target::GateProj => &self.mlp.gate_proj,
+            Target::UpProj => &self.mlp.up_proj,
+            Target::DownProj => &self.mlp.down_proj,
+        }
+    }
+
     fn projection_mut(&mut self, target: Target) -> &mut Linear {
         match target {
             Target::QProj => &mut self.self_attn.q_proj,
@@ -616,16 +635,27 @@ impl Qwen2 {
             for layer in &mut self.layers {
                 for target in Target::ALL {
                     let projection = layer.projection_mut(target);
-                    if let Some(pair) = &projection.lora {
-                        let merged = projection.weight.to_kind(Kind::Float) + pair.delta();
-                        projection
-                            .weight
-                            .copy_(&merged.to_kind(projection.weight.kind()));
+                    if let Some(merged) = projection.merged_weight() {
+                        projection.weight.copy_(&merged);
                     }
                 }
             }
         });
         self.detach_lora()
+    }
+
+    /// The parameter `name` with the attached adapter's update folded in (as
+    /// [`Qwen2::merge_lora`] computes it) when the adapter targets it; None for every other
+    /// parameter. The model is not changed: saving a merged model one tensor at a time.
+    pub fn merged_weight(&self, name: &str) -> Option<Tensor> {
+        let rest = name.strip_prefix("model.layers.")?;
+        let (index, rest) = rest.split_once('.')?;
+        let (block, rest) = rest.split_once('.')?;
+        let target = Target::from_name(rest.strip_suffix(".weight")?)?;
+        let layer = self.layers.get(index.parse::<usize>().ok()?)?;
+        (target.block() == block)
+            .then(|| layer.projection(target).merged_weight())
+            .flatten()
     }
 
     /// Device of the parameters.

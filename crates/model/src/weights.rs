@@ -345,6 +345,30 @@ fn to_host(tensor: &Tensor) -> Result<HostTensor, WeightsError> {
 /// Saves `model` into `dir` (created if needed) as transformers would: `config.json` and one
 /// `model.safetensors`, or shards of at most `max_shard_bytes` plus the index.
 pub fn save_model(model: &Qwen2, dir: &Path, max_shard_bytes: u64) -> Result<(), WeightsError> {
+    save_with(model, dir, max_shard_bytes, &|_, t| t.shallow_clone())
+}
+
+/// [`save_model`] of the merged model: every weight the attached LoRA adapter targets is
+/// written as W + s B A ([`Qwen2::merged_weight`]), computed one tensor at a time and copied
+/// to host memory at once, so neither the model nor the device holds a merged copy.
+pub fn save_merged(model: &Qwen2, dir: &Path, max_shard_bytes: u64) -> Result<(), WeightsError> {
+    let merged = |name: &str, t: &Tensor| {
+        model
+            .merged_weight(name)
+            .unwrap_or_else(|| t.shallow_clone())
+    };
+    save_with(model, dir, max_shard_bytes, &merged)
+}
+
+/// The tensor written under a name (the parameter itself, or a merged weight).
+type Written<'a> = &'a dyn Fn(&str, &Tensor) -> Tensor;
+
+fn save_with(
+    model: &Qwen2,
+    dir: &Path,
+    max_shard_bytes: u64,
+    written: Written<'_>,
+) -> Result<(), WeightsError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let config = model.config.to_hf_json(dtype_name(model.kind())?);
     let config_path = dir.join("config.json");
@@ -353,13 +377,13 @@ pub fn save_model(model: &Qwen2, dir: &Path, max_shard_bytes: u64) -> Result<(),
     let tensors: BTreeMap<String, Tensor> = model.vs.variables().into_iter().collect();
     let shards = plan_shards(&tensors, max_shard_bytes);
     if shards.len() == 1 {
-        return write_shard(&tensors, &shards[0], &dir.join(SINGLE_FILE));
+        return write_shard(&tensors, &shards[0], &dir.join(SINGLE_FILE), written);
     }
     let mut weight_map = BTreeMap::new();
     let mut total_size = 0u64;
     for (i, names) in shards.iter().enumerate() {
         let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, shards.len());
-        write_shard(&tensors, names, &dir.join(&file))?;
+        write_shard(&tensors, names, &dir.join(&file), written)?;
         for name in names {
             total_size += byte_size(&tensors[name]);
             weight_map.insert(name.clone(), file.clone());
@@ -400,8 +424,15 @@ fn write_shard(
     tensors: &BTreeMap<String, Tensor>,
     names: &[String],
     path: &Path,
+    written: Written<'_>,
 ) -> Result<(), WeightsError> {
-    write_safetensors(names.iter().map(|n| (n.as_str(), &tensors[n])), path)
+    // Each written tensor goes to host memory at once, so a merged weight lives on the
+    // device only while it is copied out.
+    let host: Vec<(&str, HostTensor)> = names
+        .iter()
+        .map(|n| Ok((n.as_str(), to_host(&written(n, &tensors[n]))?)))
+        .collect::<Result<_, WeightsError>>()?;
+    write_host(host, path)
 }
 
 /// Writes `tensors` into one safetensors file at `path`, with the `format: pt` metadata
@@ -414,6 +445,10 @@ pub(crate) fn write_safetensors<'a>(
         .into_iter()
         .map(|(n, t)| Ok((n, to_host(t)?)))
         .collect::<Result<_, WeightsError>>()?;
+    write_host(host, path)
+}
+
+fn write_host(host: Vec<(&str, HostTensor)>, path: &Path) -> Result<(), WeightsError> {
     // transformers refuses safetensors files without `format: pt` metadata.
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::tensor::serialize_to_file(host.iter().map(|(n, t)| (*n, t)), Some(metadata), path)

@@ -3,7 +3,9 @@
 //!
 //! Layout of `<run>/checkpoints/iter-000012/`:
 //! - `model/` — the policy in Hugging Face layout (config.json + safetensors), loadable by
-//!   transformers and vLLM as it is;
+//!   transformers and vLLM as it is; or, when only a LoRA adapter trains, `adapter/` instead:
+//!   the adapter alone in PEFT's layout (PEFT and vLLM load it over the base model; `swerl
+//!   merge` folds it in), never a copy of the frozen base;
 //! - `optimizer.safetensors` — AdamW moments (`exp_avg.{i}`, `exp_avg_sq.{i}`, in parameter
 //!   order, which `state.json` lists by name) and, for a run with bf16 working weights, the
 //!   f32 master weights (`master.{i}`): `model/` holds their bf16 rounding (what serving
@@ -23,6 +25,21 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::learner::Learner;
+
+/// The policy's folder in a checkpoint of a full-training run.
+pub const MODEL_DIR: &str = "model";
+/// The policy's folder in a checkpoint of a LoRA run.
+pub const ADAPTER_DIR: &str = "adapter";
+
+/// Where checkpoint `dir` keeps what `learner` trains: `adapter/` for a LoRA learner, else
+/// `model/`. The weight sync of an iteration loads this folder.
+pub fn policy_dir(dir: &Path, learner: &Learner) -> PathBuf {
+    dir.join(if learner.is_lora() {
+        ADAPTER_DIR
+    } else {
+        MODEL_DIR
+    })
+}
 
 /// Everything besides tensors that a resume needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,14 +105,7 @@ pub fn save_with_files(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    swerl_model::weights::save_model(&learner.model, &tmp.join("model"), 2 << 30)
-        .map_err(|e| invalid(&tmp, e))?;
-    for file in model_files {
-        let name = file
-            .file_name()
-            .ok_or_else(|| invalid(file, "not a file name"))?;
-        std::fs::copy(file, tmp.join("model").join(name)).map_err(io(file))?;
-    }
+    save_policy(learner, &tmp, model_files)?;
     let opt_path = tmp.join("optimizer.safetensors");
     Tensor::write_safetensors(&learner.trainable.state(), &opt_path)
         .map_err(|e| invalid(&opt_path, e))?;
@@ -109,6 +119,27 @@ pub fn save_with_files(
     write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
     sync_dir(root)?;
     Ok(done)
+}
+
+/// Writes the policy folder of `learner` into checkpoint `tmp`: the adapter alone (LoRA),
+/// else the model with `model_files` beside it.
+fn save_policy(
+    learner: &Learner,
+    tmp: &Path,
+    model_files: &[PathBuf],
+) -> Result<(), CheckpointError> {
+    let dir = policy_dir(tmp, learner);
+    if let Some(lora) = learner.model.lora() {
+        return lora.save(&dir).map_err(|e| invalid(&dir, e));
+    }
+    swerl_model::weights::save_model(&learner.model, &dir, 2 << 30).map_err(|e| invalid(tmp, e))?;
+    for file in model_files {
+        let name = file
+            .file_name()
+            .ok_or_else(|| invalid(file, "not a file name"))?;
+        std::fs::copy(file, dir.join(name)).map_err(io(file))?;
+    }
+    Ok(())
 }
 
 /// The newest complete checkpoint under `root`, if any.
@@ -137,13 +168,19 @@ pub fn load(dir: &Path, learner: &mut Learner) -> Result<TrainState, CheckpointE
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let state: TrainState = serde_json::from_str(&text).map_err(|e| invalid(&state_path, e))?;
     if state.param_names != learner.trainable.names() {
-        return Err(invalid(
-            &state_path,
-            "parameter names differ from the model being resumed",
-        ));
+        let lora_saved = dir.join(ADAPTER_DIR).is_dir();
+        let problem = match (lora_saved, learner.is_lora()) {
+            (true, false) => {
+                "the checkpoint trained a LoRA adapter; resume with the run's LoRA settings"
+            }
+            (false, true) => "the checkpoint trained the full model; resume without LoRA",
+            _ => {
+                "parameter names differ from the model being resumed (another model or LoRA config)"
+            }
+        };
+        return Err(invalid(&state_path, problem));
     }
-    swerl_model::weights::load_weights(&learner.model, &dir.join("model"))
-        .map_err(|e| invalid(dir, e))?;
+    load_policy(dir, learner)?;
     let opt_path = dir.join("optimizer.safetensors");
     let moments = Tensor::read_safetensors(&opt_path).map_err(|e| invalid(&opt_path, e))?;
     learner
@@ -151,6 +188,30 @@ pub fn load(dir: &Path, learner: &mut Learner) -> Result<TrainState, CheckpointE
         .load_state(state.optimizer_step, &moments)
         .map_err(|e| invalid(&opt_path, e))?;
     Ok(state)
+}
+
+/// Loads the policy folder of checkpoint `dir` into `learner`: the adapter's factors (LoRA),
+/// else the model's weights.
+fn load_policy(dir: &Path, learner: &Learner) -> Result<(), CheckpointError> {
+    let policy = policy_dir(dir, learner);
+    let Some(lora) = learner.model.lora() else {
+        return swerl_model::weights::load_weights(&learner.model, &policy)
+            .map_err(|e| invalid(dir, e));
+    };
+    let saved =
+        swerl_model::lora::LoraAdapter::load(&policy, &learner.model.config, tch::Device::Cpu)
+            .map_err(|e| invalid(&policy, e))?;
+    if saved.config != lora.config {
+        return Err(invalid(
+            &policy,
+            format!(
+                "the saved adapter is {:?}, the run's is {:?}; resume with the run's LoRA settings",
+                saved.config, lora.config
+            ),
+        ));
+    }
+    let tensors: Vec<(String, Tensor)> = saved.named_tensors().into_iter().collect();
+    lora.copy_from(&tensors).map_err(|e| invalid(&policy, e))
 }
 
 /// Replaces `path` with `bytes` through a fsynced temporary file and a rename.

@@ -75,6 +75,9 @@ pub struct DapoConfig {
     pub eval_tasks: usize,
     /// Newest checkpoints kept on disk (older ones are deleted after each save).
     pub keep_checkpoints: usize,
+    /// Train a LoRA adapter instead of the whole model (None: full training), e.g.
+    /// `{"rank": 16}`; see [`swerl_model::lora::LoraConfig`] for the fields and defaults.
+    pub lora: Option<swerl_model::lora::LoraConfig>,
 }
 
 /// The file form: every field optional, unknown fields rejected.
@@ -104,6 +107,7 @@ struct RawConfig {
     eval_every: Option<u64>,
     eval_tasks: Option<usize>,
     keep_checkpoints: Option<usize>,
+    lora: Option<swerl_model::lora::LoraConfig>,
 }
 
 impl DapoConfig {
@@ -137,6 +141,7 @@ impl DapoConfig {
             eval_every: 10,
             eval_tasks: 50,
             keep_checkpoints: 3,
+            lora: None,
         }
     }
 
@@ -198,6 +203,7 @@ impl DapoConfig {
             eval_every: r.eval_every.unwrap_or(base.eval_every),
             eval_tasks: r.eval_tasks.unwrap_or(base.eval_tasks),
             keep_checkpoints: r.keep_checkpoints.unwrap_or(base.keep_checkpoints),
+            lora: r.lora.or(base.lora),
         })
     }
 
@@ -245,6 +251,12 @@ impl DapoConfig {
         if self.turn_threshold >= self.max_turns {
             let p = "must be below max_turns (the penalty divides by their difference)";
             return Err(invalid(origin, "turn_threshold", self.turn_threshold, p));
+        }
+        if let Some(lora) = self.lora.as_ref().filter(|l| l.dropout > 0.0) {
+            if self.pass.checkpointing {
+                let p = "LoRA dropout needs pass.checkpointing false: the layer recompute would draw other masks than the forward";
+                return Err(invalid(origin, "lora.dropout", lora.dropout, p));
+            }
         }
         self.validate_clip(origin)
     }

@@ -67,6 +67,7 @@ pub fn policy_step(
     if loss_cfg.aggregation == LossAggregation::TokenMean {
         loss_cfg.aggregation = LossAggregation::Constant(action_tokens.max(1) as f64);
     }
+    crate::step::seed_dropout(model, trainable.step);
     trainable.zero_grad();
     let mut acc = MetricsAcc::default();
     let mut error = None;

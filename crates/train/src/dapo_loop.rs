@@ -64,7 +64,8 @@ pub trait RolloutBackend {
     ) -> Result<Rollouts, BackendError>;
 
     /// Makes the policy use `learner`'s weights: copied in memory (embedded engine), or
-    /// reloaded from `checkpoint` (the Hugging Face-layout model dir just written).
+    /// reloaded from `checkpoint` (the policy folder just written: the Hugging Face-layout
+    /// model, or the PEFT adapter when only an adapter trains).
     fn sync(&mut self, learner: &Learner, checkpoint: &Path) -> Result<(), BackendError>;
 
     /// One rollout per task for the periodic evaluation; by default a collection with G = 1.
@@ -228,7 +229,7 @@ impl DapoRun {
         let sync_started = Instant::now();
         let ckpt = self.save_checkpoint(iteration)?;
         backend
-            .sync(&self.learner, &ckpt.join("model"))
+            .sync(&self.learner, &checkpoint::policy_dir(&ckpt, &self.learner))
             .map_err(backend_err(iteration, "weight sync"))?;
         let sync_s = sync_started.elapsed().as_secs_f64();
         let eval = self.maybe_evaluate(backend, iteration)?;
@@ -342,7 +343,7 @@ impl DapoRun {
             .ok_or_else(|| LoopError::NothingToResume(root.display().to_string()))?;
         let state = checkpoint::load(&dir, &mut self.learner)?;
         backend
-            .sync(&self.learner, &dir.join("model"))
+            .sync(&self.learner, &checkpoint::policy_dir(&dir, &self.learner))
             .map_err(backend_err(state.iteration, "weight sync on resume"))?;
         tracing::info!(
             "resumed from {} at iteration {}",

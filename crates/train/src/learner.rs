@@ -15,9 +15,17 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// Trains every parameter of `model`, with fresh optimizer state.
+    /// Trains what `model` trains ([`named_parameters`]: the factors of the LoRA adapter it
+    /// wears, else every parameter), with fresh optimizer state. LoRA training is this choice
+    /// of tensors and nothing else: the step, the optimizer and the checkpoints' moments are
+    /// the same code.
     pub fn new(model: Qwen2, adamw: AdamWConfig) -> Self {
         let trainable = Trainable::new(named_parameters(&model), adamw);
         Learner { model, trainable }
+    }
+
+    /// Whether only a LoRA adapter trains (the base is frozen).
+    pub fn is_lora(&self) -> bool {
+        self.model.lora().is_some()
     }
 }

@@ -86,7 +86,8 @@ pub const TOKENIZER_FILES: &[&str] = &[
     "generation_config.json",
 ];
 
-/// Trains `learner` on the resolved trajectories of `trajs` and writes the model, metrics
+/// Trains `learner` on the resolved trajectories of `trajs` and writes the model (or its
+/// LoRA adapter), metrics
 /// (`out/metrics.jsonl`, `out/plots/loss.svg`) and `out/rft_report.json` under `out`.
 /// `on_step(step, total, stats)` is called after every optimizer step (progress output).
 pub fn run_rft(
@@ -162,10 +163,17 @@ fn record_step(
     log.push(row)
 }
 
+/// The trained policy into `out`: the adapter alone in PEFT's layout when only an adapter
+/// trained (merge it with `swerl merge`), else the whole model.
 fn save_outputs(learner: &Learner, report: &RftReport, out: &Path) -> Result<(), RftError> {
-    swerl_model::weights::save_model(&learner.model, out, 5 << 30).map_err(|e| RftError::Save {
+    let saved = match learner.model.lora() {
+        Some(lora) => lora.save(out).map_err(|e| e.to_string()),
+        None => swerl_model::weights::save_model(&learner.model, out, 5 << 30)
+            .map_err(|e| e.to_string()),
+    };
+    saved.map_err(|message| RftError::Save {
         path: out.display().to_string(),
-        message: e.to_string(),
+        message,
     })?;
     let text = serde_json::to_string_pretty(report).expect("report serialises");
     let path = out.join("rft_report.json");

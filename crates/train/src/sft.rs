@@ -37,6 +37,7 @@ pub fn sft_step(learner: &mut Learner, seqs: &[Sequence], lr: f64, cfg: &StepCon
     let trained: usize = seqs.iter().map(|s| s.trained_tokens()).sum();
     let norm = trained.max(1) as f64;
     let batches = micro_batches(seqs, cfg.micro_batch_tokens);
+    crate::step::seed_dropout(model, trainable.step);
     trainable.zero_grad();
     let mut loss = 0.0;
     for idx in &batches {

@@ -101,16 +101,39 @@ pub fn accumulate(
         total
     };
     if opts.checkpointing {
+        assert!(
+            lora_dropout(model) == 0.0,
+            "LoRA dropout with checkpointing: the recompute would draw other masks"
+        );
         swerl_model::checkpoint::forward_backward_checkpointed(model, &mb.input, None, head)
     } else {
-        head(&model.forward_hidden(&mb.input, None))
+        head(&model.forward_hidden_train(&mb.input))
     }
 }
 
-/// The model's trainable parameters in a fixed order (by checkpoint key), so optimizer slots
-/// and checkpoints line up across runs.
+/// What training updates, in a fixed order (by key) so optimizer slots and checkpoints line
+/// up across runs: the factors of the LoRA adapter the model wears (its base is frozen), else
+/// every parameter of the model.
 pub fn named_parameters(model: &Qwen2) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    let mut named: Vec<(String, Tensor)> = match model.lora() {
+        Some(lora) => lora.named_tensors().into_iter().collect(),
+        None => model.vs.variables().into_iter().collect(),
+    };
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
+}
+
+/// The dropout of the adapter the model wears (0 without one).
+pub fn lora_dropout(model: &Qwen2) -> f64 {
+    model.lora().map_or(0.0, |l| l.config.dropout)
+}
+
+/// Seeds libtorch's generator from the optimizer step before a step whose adapter has
+/// dropout, so its masks are a function of the step: a resumed run draws the same ones.
+/// (Nothing else in the trainer draws from that generator.)
+pub fn seed_dropout(model: &Qwen2, optimizer_step: u64) {
+    if lora_dropout(model) > 0.0 {
+        let mixed = optimizer_step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED_D50F;
+        tch::manual_seed((mixed >> 1) as i64);
+    }
 }

@@ -2,11 +2,14 @@
 //! evidence that it learns (the mean reward rises).
 
 mod common;
+#[path = "dapo_loop/lora.rs"]
+mod lora;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{flat_weights, toy_model, trajectory, ToyBackend};
+use swerl_model::qwen2::Qwen2;
 use swerl_rl::filter::SampleFilter;
 use swerl_train::config::DapoConfig;
 use swerl_train::dapo_loop::DapoRun;

@@ -1,6 +1,8 @@
 //! `swerl rft`: rejection fine-tuning (docs/method.md section 5). Reads trajectory JSONL, keeps the
 //! resolved ones, fine-tunes the model on their assistant tokens and writes a Hugging
-//! Face-layout model (weights, config, tokenizer files) with per-step metrics and a loss plot.
+//! Face-layout model (weights, config, tokenizer files) with per-step metrics and a loss plot;
+//! with `--lora RANK` it trains a LoRA adapter on the frozen model and writes the adapter in
+//! PEFT's layout instead.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +12,9 @@ use swerl_train::data::Keep;
 use swerl_train::rft::{copy_tokenizer_files, run_rft, RftConfig, RftReport};
 use swerl_train::sft::StepConfig;
 use swerl_train::step::PassOptions;
-use swerl_train::{AdamWConfig, Learner};
 use swerl_trajectory::Trajectory;
+
+use crate::common::lora::{load_learner, LoraArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,7 +25,8 @@ pub struct Args {
     /// The base model: a Hugging Face model directory.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Output directory: the fine-tuned model, metrics.jsonl, plots/, rft_report.json.
+    /// Output directory: the fine-tuned model (with --lora: the adapter), metrics.jsonl,
+    /// plots/, rft_report.json.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     #[arg(long, default_value_t = 1)]
@@ -60,6 +64,8 @@ pub struct Args {
     /// (plain supervised fine-tuning, e.g. on demonstrations).
     #[arg(long, value_enum, default_value_t = KeepArg::Resolved)]
     keep: KeepArg,
+    #[command(flatten)]
+    lora: LoraArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,7 +79,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for path in &args.trajectories {
         trajs.extend(read_all(path)?);
     }
-    let mut learner = load_learner(&args.model, &args.device, args.dtype.as_deref())?;
+    let lora = args.lora.config()?;
+    if lora.as_ref().is_some_and(|l| l.dropout > 0.0) && args.checkpointing {
+        bail!("--lora-dropout needs --checkpointing off: the layer recompute would draw other dropout masks than the forward");
+    }
+    let mut learner = load_learner(
+        &args.model,
+        &args.device,
+        args.dtype.as_deref(),
+        lora.as_ref(),
+        args.seed,
+    )?;
     let cfg = rft_config(&args);
     let report = run_rft(
         &mut learner,
@@ -97,6 +113,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let copied = copy_tokenizer_files(&args.model, &args.out)?;
     print_report(&report, &args.out, &copied);
+    if learner.is_lora() {
+        println!(
+            "the output is a LoRA adapter (PEFT layout) for {}: `swerl merge --model {} --adapter {} --out DIR` writes the merged model",
+            args.model.display(),
+            args.model.display(),
+            args.out.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,26 +153,6 @@ pub const DTYPE_HELP: &str = "Working dtype of the weights: float32, or bfloat16
     precision (bf16 weights and activations for compute; f32 master weights, gradients and \
     AdamW moments; the bf16 weights refreshed from the masters after each step) [default: the \
     checkpoint's dtype]";
-
-/// Loads `dir` as a model with fresh AdamW state (the paper's betas, eps and wd 0.1), its
-/// weights in `dtype` (default: the checkpoint's); bf16 weights train through f32 masters.
-pub fn load_learner(dir: &Path, device: &str, dtype: Option<&str>) -> anyhow::Result<Learner> {
-    let device = swerl_model::device::resolve_device(device)?;
-    let kind = dtype
-        .map(swerl_model::weights::kind_from_dtype)
-        .transpose()?;
-    let model = swerl_model::weights::load_model(dir, device, kind)
-        .with_context(|| format!("loading the model in {}", dir.display()))?;
-    if model.kind() == tch::Kind::Half {
-        // f16 gradients underflow without loss scaling, which swerl does not do.
-        bail!(
-            "{}: float16 weights cannot be trained here (float16 training needs loss scaling); \
-             pass --dtype bfloat16 or --dtype float32",
-            dir.display()
-        );
-    }
-    Ok(Learner::new(model, AdamWConfig::default()))
-}
 
 /// Every trajectory in `path` (a JSONL file, or the `*.jsonl` files of a directory in name
 /// order).
@@ -345,5 +349,60 @@ mod tests {
             err.contains("pass --dtype bfloat16 or --dtype float32"),
             "{err}"
         );
+    }
+
+    /// `--lora` writes the adapter alone (PEFT's layout), which `swerl merge` folds into the
+    /// base: the merged model scores as the base wearing the adapter.
+    #[test]
+    fn lora_writes_an_adapter_that_merges_into_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, trajs) = fixture(dir.path());
+        let out = dir.path().join("adapter");
+        let lora = [
+            "--lora",
+            "4",
+            "--lora-targets",
+            "q_proj,v_proj,down_proj",
+            "--lr",
+            "1e-2",
+        ];
+        run(rft_args(&base, &trajs, &out, &lora)).unwrap();
+        assert!(out.join(swerl_model::lora::ADAPTER_FILE).is_file());
+        assert!(
+            !out.join("model.safetensors").exists(),
+            "no copy of the base"
+        );
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(swerl_model::lora::ADAPTER_CONFIG_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["r"], 4);
+        assert_eq!(
+            config["base_model_name_or_path"],
+            base.display().to_string()
+        );
+        let merged = dir.path().join("merged");
+        let device = tch::Device::Cpu;
+        crate::cmd::merge::merge_into(&base, &out, &merged, device, None).unwrap();
+        let adapted = swerl_model::lora::load_adapted(&base, &out, device, None).unwrap();
+        let plain = swerl_model::weights::load_model(&merged, device, None).unwrap();
+        let tokens = [1u32, 10, 20, 21, 22, 2];
+        let a = swerl_model::logprobs::score_sequence(&adapted, &tokens, 4, false);
+        let b = swerl_model::logprobs::score_sequence(&plain, &tokens, 4, false);
+        for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        let untrained = swerl_model::weights::load_model(&base, device, None).unwrap();
+        let c = swerl_model::logprobs::score_sequence(&untrained, &tokens, 4, false);
+        assert_ne!(a.logprobs, c.logprobs, "the adapter trained");
+        let err = run(rft_args(
+            &base,
+            &trajs,
+            &dir.path().join("x"),
+            &["--lora", "4", "--lora-dropout", "0.1", "--checkpointing"],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--checkpointing"), "{err}");
     }
 }

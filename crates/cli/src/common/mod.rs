@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod files;
+pub mod lora;
 pub mod par;
 pub mod tasks;
 

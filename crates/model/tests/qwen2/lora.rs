@@ -98,7 +98,7 @@ fn a_saved_adapter_loads_back_with_the_same_logprobs_and_peft_fields() {
     let model = adapted(adapter, base);
     let dir = tempfile::tempdir().unwrap();
     let lora = model.lora().unwrap();
-    lora.save(dir.path(), Some("tiny-qwen2")).unwrap();
+    lora.save(dir.path()).unwrap();
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join(ADAPTER_CONFIG_FILE)).unwrap(),
     )
@@ -354,4 +354,25 @@ fn parameter_count_is_rank_times_in_plus_out_per_projection() {
     assert_eq!(LoraConfig::new(4).parameter_count(&config), stored as u64);
     // hidden 64, q 64, k/v 32, MLP 128: 4 x (128 + 96 + 96 + 128 + 192 + 192 + 192) x 2 layers.
     assert_eq!(stored, 4 * 1024 * 2);
+}
+
+#[test]
+fn save_merged_writes_the_merged_model_and_leaves_the_adapted_one_alone() {
+    let (adapter, base) = ADAPTERS[0];
+    let model = adapted(adapter, base);
+    let before: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    swerl_model::weights::save_merged(&model, dir.path(), 200_000).unwrap();
+    for (name, t) in &before {
+        assert!(model.vs.variables()[name].equal(t), "{name} changed");
+    }
+    assert!(model.lora().is_some());
+    let written = swerl_model::weights::load_model(dir.path(), Device::Cpu, None).unwrap();
+    let mut merged = adapted(adapter, base);
+    merged.merge_lora();
+    for (name, t) in merged.vs.variables() {
+        assert!(written.vs.variables()[&name].equal(&t), "{name}");
+    }
+    let err = max_abs(&logprobs(&written, base), &expected(adapter).logprobs);
+    assert!(err < 1e-5, "{err}");
 }

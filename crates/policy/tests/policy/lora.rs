@@ -41,7 +41,7 @@ fn the_engine_serves_named_adapters_beside_the_base_in_one_queue() {
     let adapter = random_adapter(&model, 31);
     let tuned = adapted_copy(&model, &adapter, &chat, 32);
     let dir = tempfile::tempdir().unwrap();
-    adapter.save(dir.path(), None).unwrap();
+    adapter.save(dir.path()).unwrap();
     let engine = engine(model, 5);
     let handle = engine.handle();
     handle
@@ -83,7 +83,7 @@ fn the_engine_serves_named_adapters_beside_the_base_in_one_queue() {
     wide_config.hidden_size *= 2;
     wide_config.head_dim *= 2;
     LoraAdapter::new(LoraConfig::new(4), &wide_config, Device::Cpu)
-        .save(bad.path(), None)
+        .save(bad.path())
         .unwrap();
     let err = handle
         .load_adapter("tuned".into(), bad.path().to_path_buf())
@@ -183,8 +183,8 @@ fn http_weight_sync_loads_adapters_through_the_lora_route() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let dirs = [dir.path().join("iter-1"), dir.path().join("iter-2")];
-    first.save(&dirs[0], None).unwrap();
-    second.save(&dirs[1], None).unwrap();
+    first.save(&dirs[0]).unwrap();
+    second.save(&dirs[1]).unwrap();
     let engine = engine(model, 0);
     let server = serve(&engine, &chat);
     let config = ReloadConfig {

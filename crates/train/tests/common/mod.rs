@@ -191,7 +191,17 @@ impl RolloutBackend for ToyBackend {
     }
 
     fn sync(&mut self, learner: &Learner, _checkpoint: &Path) -> Result<(), BackendError> {
-        copy_weights(&learner.model, &mut self.sampler);
+        match learner.model.lora() {
+            // LoRA: the sampler shares the frozen base and copies the adapter's factors.
+            Some(lora) => {
+                let factors: Vec<(String, Tensor)> = lora.named_tensors().into_iter().collect();
+                self.sampler
+                    .lora()
+                    .ok_or("the sampler of a LoRA learner wears no adapter")?
+                    .copy_from(&factors)?;
+            }
+            None => copy_weights(&learner.model, &mut self.sampler),
+        }
         self.syncs += 1;
         Ok(())
     }
@@ -199,6 +209,39 @@ impl RolloutBackend for ToyBackend {
     fn evaluate(&mut self, iteration: u64, tasks: &[String]) -> Result<Rollouts, BackendError> {
         self.rollouts(1 << 32 | iteration, tasks, 4)
     }
+}
+
+/// `model` wearing a fresh LoRA adapter of `config` (A drawn from `seed`), under the seed lock.
+pub fn with_lora(mut model: Qwen2, config: swerl_model::lora::LoraConfig, seed: i64) -> Qwen2 {
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    let adapter = swerl_model::lora::LoraAdapter::new(config, &model.config, Device::Cpu);
+    model
+        .attach_lora(adapter)
+        .expect("a fresh adapter fits its model");
+    model
+}
+
+/// A sampler for a LoRA learner, as the embedded engine holds one: the learner's base tensors
+/// (shared, not copied) wearing a copy of its adapter.
+pub fn lora_sampler(learner: &Learner) -> Qwen2 {
+    let mut sampler = learner.model.share_base();
+    let lora = learner.model.lora().expect("a LoRA learner");
+    sampler
+        .attach_lora(lora.copy_to(Device::Cpu))
+        .expect("the learner's adapter fits its base");
+    sampler
+}
+
+/// The factors of the adapter `model` wears, flattened, in key order.
+pub fn flat_adapter(model: &Qwen2) -> Vec<(String, Vec<f32>)> {
+    model
+        .lora()
+        .expect("a model wearing an adapter")
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+        .collect()
 }
 
 /// In-memory weight sync (what the embedded engine does): copy every variable.

@@ -27,7 +27,8 @@ pub(super) trait Sampler: Send + Sync {
     /// The policy of one episode.
     fn policy(&self, seed: EpisodeSeed) -> DynPolicy;
     /// Makes every later episode sample from `learner`'s weights; `checkpoint` is the
-    /// Hugging Face-layout model directory the loop has just written.
+    /// policy folder the loop has just written (the Hugging Face-layout model, or the PEFT
+    /// adapter of a LoRA run).
     fn sync(&mut self, learner: &Learner, checkpoint: &Path) -> Result<(), BackendError>;
     /// Stops what the sampler started (the embedded engine's thread).
     fn shutdown(self: Box<Self>);

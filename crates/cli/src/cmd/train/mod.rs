@@ -2,7 +2,10 @@
 //! `--config` (JSON; defaults are the paper's stage 1, `"stage": 2` for stage 2); tasks,
 //! model, device, policy backend and rollout limits from the flags. Episodes run in real
 //! sandboxes ([`backend`]); the policy is the embedded engine ([`embedded`], weights copied
-//! in memory) or OpenAI-compatible servers ([`http`], checkpoint + reload call).
+//! in memory) or OpenAI-compatible servers ([`http`], checkpoint + reload call). With LoRA
+//! (`--lora RANK` or the config's `lora` block) only an adapter trains: the embedded engine
+//! shares the frozen base with the trainer and copies the adapter's factors; servers load the
+//! adapter through vLLM's LoRA route, or a merged model through `--reload`.
 
 mod backend;
 mod embedded;
@@ -14,12 +17,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use swerl_env::task::Task;
-use swerl_policy::http::reload::SGLANG_RELOAD;
 use swerl_train::config::DapoConfig;
 use swerl_train::dapo_loop::DapoRun;
 use swerl_train::metrics_log::MetricsRow;
 use swerl_train::sampling::filter_pool;
 
+use crate::common::lora::{load_learner, LoraArgs};
 use crate::common::{TaskArgs, ENV_HELP};
 use backend::{Sampler, SweBackend};
 
@@ -69,15 +72,26 @@ pub struct Args {
     /// iteration every server is asked to load the new checkpoint with --reload).
     #[arg(long, value_name = "SPEC", default_value = "embedded")]
     policy: String,
-    /// Served model name for `--policy http:...`.
+    /// Served model name for `--policy http:...` (with LoRA and `--lora-sync adapter`: the
+    /// name the adapter is loaded under, which requests then name).
     #[arg(long, value_name = "NAME")]
     model_name: Option<String>,
     /// The weight-reload call of `--policy http:...`: `METHOD /path [JSON body]`, `{path}`
-    /// replaced by the checkpoint's absolute model directory (which the servers must see at
-    /// that path). The default is SGLang's, also served by `swerl serve`; vLLM has no
-    /// standard one: give your deployment's route.
-    #[arg(long, value_name = "CALL", default_value = SGLANG_RELOAD)]
-    reload: String,
+    /// replaced by the checkpoint's absolute policy directory (which the servers must see at
+    /// that path). Default: SGLang's `POST /update_weights_from_disk {"model_path": "{path}"}`
+    /// (also served by `swerl serve`; vLLM has no standard one: give your deployment's
+    /// route); with LoRA and `--lora-sync adapter`, vLLM's `POST /v1/load_lora_adapter
+    /// {"lora_name": NAME, "lora_path": "{path}", "load_inplace": true}`.
+    #[arg(long, value_name = "CALL")]
+    reload: Option<String>,
+    /// How servers get a LoRA run's policy: `adapter` (the checkpoint's adapter through the
+    /// servers' LoRA route; vLLM needs --enable-lora, --max-lora-rank >= RANK and
+    /// VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) or `merged` (a merged model written next to
+    /// the checkpoint, loaded through --reload).
+    #[arg(long, value_enum, default_value_t = LoraSync::Adapter)]
+    lora_sync: LoraSync,
+    #[command(flatten)]
+    lora: LoraArgs,
     /// Timeout of one reload call, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     reload_timeout: u64,
@@ -88,12 +102,25 @@ pub struct Args {
     engine: crate::common::EngineArgs,
 }
 
+/// How HTTP servers load a LoRA run's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoraSync {
+    Adapter,
+    Merged,
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = read_config(&args.config)?;
+    let config = read_config(&args)?;
     let tasks = select_tasks(&args)?;
     let pool = training_pool(&args, &tasks)?;
-    let sampler = sampler(&args, config.seed)?;
-    let learner = super::rft::load_learner(&args.model, &args.device, args.dtype.as_deref())?;
+    let learner = load_learner(
+        &args.model,
+        &args.device,
+        args.dtype.as_deref(),
+        config.lora.as_ref(),
+        config.seed,
+    )?;
+    let sampler = sampler(&args, config.seed, &learner)?;
     let mut backend = SweBackend::new(&args, &config, tasks, sampler)?;
     let mut run = DapoRun::new(config, learner, &args.out, pool)?;
     run.model_files = swerl_train::rft::tokenizer_files(&args.model);
@@ -104,10 +131,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The policy backend of `--policy`.
-fn sampler(args: &Args, seed: u64) -> anyhow::Result<Box<dyn Sampler>> {
+/// The policy backend of `--policy`, starting from `learner`'s weights.
+fn sampler(
+    args: &Args,
+    seed: u64,
+    learner: &swerl_train::Learner,
+) -> anyhow::Result<Box<dyn Sampler>> {
     if args.policy == "embedded" {
-        return Ok(Box::new(embedded::Embedded::start(args, seed)?));
+        return Ok(Box::new(embedded::Embedded::start(args, seed, learner)?));
     }
     if let Some(urls) = args.policy.strip_prefix("http:") {
         let urls = urls
@@ -115,7 +146,7 @@ fn sampler(args: &Args, seed: u64) -> anyhow::Result<Box<dyn Sampler>> {
             .filter(|u| !u.is_empty())
             .map(str::to_string)
             .collect();
-        return Ok(Box::new(http::Http::start(args, urls)?));
+        return Ok(Box::new(http::Http::start(args, urls, learner)?));
     }
     bail!(
         "unknown --policy `{}`; use embedded or http:URL[,URL...]",
@@ -123,8 +154,22 @@ fn sampler(args: &Args, seed: u64) -> anyhow::Result<Box<dyn Sampler>> {
     )
 }
 
-/// Parses and validates the config once, before any model is loaded.
-fn read_config(path: &Path) -> anyhow::Result<DapoConfig> {
+/// Parses and validates the config once, before any model is loaded; the LoRA flags, when
+/// given, are the config's `lora` block (giving both is an error: which would win is a guess).
+fn read_config(args: &Args) -> anyhow::Result<DapoConfig> {
+    let mut config = read_config_file(&args.config)?;
+    let origin = args.config.display().to_string();
+    if let Some(lora) = args.lora.config()? {
+        if config.lora.is_some() {
+            bail!("--lora and the `lora` block of {origin} both describe the adapter; keep one");
+        }
+        config.lora = Some(lora);
+        config.validate(&origin)?;
+    }
+    Ok(config)
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<DapoConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(DapoConfig::from_json_str(
@@ -225,6 +270,8 @@ fn print_summary(rows: &[MetricsRow], out: &Path) {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    mod lora;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -427,11 +474,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
         std::fs::write(&path, r#"{"clip": {"eps_low": 2.0, "eps_high": 0.3}}"#).unwrap();
-        let err = read_config(&path).unwrap_err().to_string();
+        let err = read_config_file(&path).unwrap_err().to_string();
         assert!(
             err.contains("clip.eps_low") && err.contains("c.json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lora_flags_or_the_config_block_but_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["train", "--config", path.to_str().unwrap(), "--model", "m"];
+            argv.extend(["--out", "o", "--tasks", "t.jsonl"]);
+            argv.extend(extra);
+            Cli::parse_from(argv).args
+        };
+        std::fs::write(&path, r#"{"lora": {"rank": 8}}"#).unwrap();
+        assert_eq!(read_config(&args(&[])).unwrap().lora.unwrap().rank, 8);
+        let err = read_config(&args(&["--lora", "4"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--lora") && err.contains("keep one"), "{err}");
+        std::fs::write(&path, "{}").unwrap();
+        let c = read_config(&args(&["--lora", "4", "--lora-alpha", "4"])).unwrap();
+        assert_eq!(c.lora.unwrap().scale(), 1.0);
+        // Flags are checked against the config like the block: dropout needs no checkpointing.
+        let err = read_config(&args(&["--lora", "4", "--lora-dropout", "0.1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lora.dropout"), "{err}");
     }
 
     #[test]
