@@ -33,6 +33,9 @@ enum Command {
     /// The whole pipeline in miniature on the embedded default: base model -> RFT -> DAPO
     /// stage 1 -> DAPO stage 2, evaluated after each; Table 1 and an HTML report.
     Demo(cmd::demo::Args),
+    /// Build each task's Python environment for the local sandbox (SWE-bench's spec for its
+    /// repo and version, or the row's install_config), shared between tasks that can share it.
+    Prepare(cmd::prepare::Args),
     /// Check tasks: test patch alone fails FAIL_TO_PASS, gold patch resolves, empty patch does not.
     Validate(cmd::validate::Args),
     /// Grade SWE-bench prediction files (instance_id, model_name_or_path, model_patch).
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
     init_logging(&cli.log);
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Prepare(args) => cmd::prepare::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Grade(args) => cmd::grade::run(args),
         Command::Model(args) => cmd::model::run(args),

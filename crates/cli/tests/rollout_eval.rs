@@ -4,6 +4,7 @@
 //! stderr and returns.
 
 mod common;
+mod prepared_envs;
 
 use common::{require_sandbox, swerl, text};
 use std::path::PathBuf;

@@ -80,6 +80,7 @@ fn spec(env_source: PathBuf) -> SandboxSpec {
         limits: Default::default(),
         env: Vec::new(),
         image: None,
+        ..Default::default()
     }
 }
 

@@ -7,10 +7,18 @@
 //! derived or whose test_patch does not apply is an `InfraError`: the grade is unknown and
 //! must never become a reward of 0.
 //!
+//! Environment checks (`envcheck`) run around the tests: before the patch, that the
+//! prepared interpreter runs and the repository's packages import from the repository; after
+//! the run, that the log names the listed tests at all. A failed check is an
+//! `EnvironmentError` (unknown grade); a log without the listed tests after a non-empty patch
+//! is first attributed by a second run without the patch.
+//!
 //! One deliberate difference from SWE-bench's report: SWE-bench leaves a SKIPPED test out of
 //! both its success and failure counts; here only PASSED and XFAIL count as passing
 //! (`TestStatus::is_pass`), so a patch cannot be rewarded for making required tests skip.
 
+use crate::envbuild::{apply_environment, Manifest};
+use crate::envcheck;
 use crate::spec::{test_spec, TestSpec};
 use crate::task::Task;
 use std::collections::BTreeMap;
@@ -36,6 +44,9 @@ pub struct GradeOptions {
     pub env: Vec<(String, String)>,
     /// How much of the end of the test log to keep in the report, in bytes.
     pub log_tail_bytes: usize,
+    /// Keep the whole test log (capped at this many bytes, with a marker) and every parsed
+    /// status in the report; 0 keeps neither (trajectories keep only the tail).
+    pub keep_log_bytes: usize,
 }
 
 impl Default for GradeOptions {
@@ -48,6 +59,7 @@ impl Default for GradeOptions {
             limits: Limits::default(),
             env: Vec::new(),
             log_tail_bytes: 4000,
+            keep_log_bytes: 0,
         }
     }
 }
@@ -64,25 +76,28 @@ pub fn grade(
 ) -> GradeReport {
     let started = Instant::now();
     let mut report = empty_report(task);
-    let result = test_spec(task)
-        .map_err(|e| Stop::Infra(e.to_string()))
-        .and_then(|spec| {
-            grade_in_sandbox(
-                task,
-                &spec,
-                model_patch,
-                factory,
-                env_source,
-                opts,
-                &mut report,
-            )
-        });
+    let run = |patch: &str, report: &mut GradeReport| {
+        test_spec(task)
+            .map_err(|e| Stop::Infra(e.to_string()))
+            .and_then(|spec| {
+                grade_in_sandbox(task, &spec, patch, factory, env_source, opts, report)
+            })
+    };
+    let mut result = run(model_patch, &mut report);
+    if matches!(result, Err(Stop::TestsMissing(_))) && !model_patch.trim().is_empty() {
+        result = attribute_missing_tests(result, &mut |r| run("", r), task);
+    }
     match result {
         Ok(()) => {}
         Err(Stop::Graded(reason)) => report.reason = reason,
         Err(Stop::Infra(message)) => {
             report.reason = format!("infrastructure error: {message}");
             report.outcome = GradeOutcome::InfraError { message };
+            report.resolved = false;
+        }
+        Err(Stop::Environment(message) | Stop::TestsMissing(message)) => {
+            report.reason = format!("environment error: {message}");
+            report.outcome = GradeOutcome::EnvironmentError { message };
             report.resolved = false;
         }
     }
@@ -98,6 +113,31 @@ enum Stop {
     Graded(String),
     /// The grade is unknown.
     Infra(String),
+    /// The environment failed a check before the patch was applied.
+    Environment(String),
+    /// The log names none of the listed tests (the patch's doing or the environment's).
+    TestsMissing(String),
+}
+
+/// A log without the listed tests after a non-empty patch: run once more without the patch.
+/// If the tests show up there, the patch hid them (a graded failure); if not, the
+/// environment did.
+fn attribute_missing_tests(
+    with_patch: Result<(), Stop>,
+    run_without_patch: &mut dyn FnMut(&mut GradeReport) -> Result<(), Stop>,
+    task: &Task,
+) -> Result<(), Stop> {
+    let Err(Stop::TestsMissing(message)) = with_patch else {
+        return with_patch;
+    };
+    let mut baseline = empty_report(task);
+    match run_without_patch(&mut baseline) {
+        Err(Stop::TestsMissing(_) | Stop::Environment(_)) => Err(Stop::TestsMissing(message)),
+        Err(Stop::Infra(e)) => Err(Stop::Infra(e)),
+        Ok(()) | Err(Stop::Graded(_)) => Err(Stop::Graded(format!(
+            "the patch leaves none of the listed tests in the log (without it they run): {message}"
+        ))),
+    }
 }
 
 impl From<SandboxError> for Stop {
@@ -122,6 +162,8 @@ fn empty_report(task: &Task) -> GradeReport {
         pass_to_pass: none(&task.pass_to_pass),
         timings: BTreeMap::new(),
         log_tail: String::new(),
+        test_log: String::new(),
+        statuses: Default::default(),
     }
 }
 
@@ -136,13 +178,15 @@ fn grade_in_sandbox(
     report: &mut GradeReport,
 ) -> Result<(), Stop> {
     let t = Instant::now();
-    let sandbox_spec = SandboxSpec {
+    let mut sandbox_spec = SandboxSpec {
         env_source: env_source.to_path_buf(),
         workdir: opts.workdir.clone(),
         limits: opts.limits.clone(),
         env: opts.env.clone(),
         image: task.environment_image().map(str::to_string),
+        ..Default::default()
     };
+    let manifest = apply_environment(&mut sandbox_spec).map_err(Stop::Environment)?;
     let mut sandbox = factory
         .create(&sandbox_spec)
         .map_err(|e| Stop::Infra(format!("sandbox could not start: {e}")))?;
@@ -154,7 +198,7 @@ fn grade_in_sandbox(
         opts,
         report,
     };
-    let result = steps.run(task, spec, model_patch);
+    let result = steps.run(task, spec, model_patch, manifest.as_ref());
     if let Err(e) = sandbox.teardown() {
         tracing::warn!(instance_id = %task.instance_id, error = %e, "grading sandbox teardown failed");
     }
@@ -169,7 +213,20 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    fn run(&mut self, task: &Task, spec: &TestSpec, model_patch: &str) -> Result<(), Stop> {
+    fn run(
+        &mut self,
+        task: &Task,
+        spec: &TestSpec,
+        model_patch: &str,
+        manifest: Option<&Manifest>,
+    ) -> Result<(), Stop> {
+        let t = Instant::now();
+        if let Some(problem) = envcheck::probe(self.sb, manifest, self.opts.step_timeout)? {
+            return Err(Stop::Environment(problem));
+        }
+        self.report
+            .timings
+            .insert("checks".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
         self.apply_model_patch(model_patch)?;
         self.report.patch_applied = true;
@@ -179,18 +236,26 @@ impl Steps<'_> {
             .timings
             .insert("apply".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let (log, timed_out) = self.run_tests(&spec.test_cmd)?;
+        let (log, timed_out) = self.run_tests(&test_command(spec, manifest))?;
         self.report
             .timings
             .insert("tests".into(), t.elapsed().as_secs_f64());
         self.report.log_tail = tail(&log, self.opts.log_tail_bytes);
         let statuses = spec.log_parser.parse(&log);
         fill_statuses(self.report, &statuses);
+        if self.opts.keep_log_bytes > 0 {
+            self.report.test_log = cap_log(&log, self.opts.keep_log_bytes);
+            self.report.statuses = statuses.clone();
+        }
         if timed_out {
             return Err(Stop::Graded(format!(
                 "test run timed out after {} s",
                 self.opts.test_timeout.as_secs_f64()
             )));
+        }
+        let listed: Vec<&String> = task.fail_to_pass.iter().chain(&task.pass_to_pass).collect();
+        if let Some(problem) = envcheck::log_problem(&log, &listed, &statuses) {
+            return Err(Stop::TestsMissing(problem));
         }
         let (resolved, reason) = verdict(self.report);
         self.report.resolved = resolved;
@@ -298,6 +363,33 @@ impl Steps<'_> {
     }
 }
 
+/// The test command with the environment's `eval_commands` before it (SWE-bench runs them
+/// first in its eval script).
+fn test_command(spec: &TestSpec, manifest: Option<&Manifest>) -> String {
+    let mut lines: Vec<&str> = manifest
+        .map(|m| m.eval_commands.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    lines.push(&spec.test_cmd);
+    lines.join("\n")
+}
+
+/// The log cut to `max` bytes: its first and last halves with a marker between them.
+fn cap_log(log: &str, max: usize) -> String {
+    if log.len() <= max {
+        return log.to_string();
+    }
+    let mut head = max / 2;
+    while !log.is_char_boundary(head) {
+        head -= 1;
+    }
+    let tail_part = tail(log, max - head);
+    let omitted = log.len() - head - tail_part.len();
+    format!(
+        "{}\n[... {omitted} bytes of the test log omitted ...]\n{tail_part}",
+        &log[..head]
+    )
+}
+
 /// Records the parsed status of every FAIL_TO_PASS and PASS_TO_PASS test (None = missing).
 fn fill_statuses(report: &mut GradeReport, statuses: &BTreeMap<String, TestStatus>) {
     for (id, status) in report
@@ -389,6 +481,19 @@ mod tests {
         r.fail_to_pass.insert("f2".into(), Some(TestStatus::Passed));
         r.pass_to_pass.insert("p1".into(), Some(TestStatus::Passed));
         assert_eq!(verdict(&r), (true, "resolved".to_string()));
+    }
+
+    #[test]
+    fn capped_logs_keep_both_ends_and_say_what_was_cut() {
+        let log = format!("head{}tail", "x".repeat(100));
+        let capped = cap_log(&log, 20);
+        assert!(capped.starts_with("headxxxxxx"), "{capped}");
+        assert!(capped.ends_with("xxxxxxtail"), "{capped}");
+        assert!(
+            capped.contains("[... 88 bytes of the test log omitted ...]"),
+            "{capped}"
+        );
+        assert_eq!(cap_log("short", 20), "short");
     }
 
     #[test]

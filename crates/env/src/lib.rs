@@ -5,10 +5,14 @@
 //! and grades a patch exactly as SWE-bench does, in a fresh sandbox, never the agent's.
 
 pub mod aci;
+pub mod envbuild;
+pub mod envcheck;
+pub mod envspec;
 pub mod episode;
 pub mod grade;
 pub mod parsers;
 pub mod paths;
 pub mod prepare;
+pub mod python;
 pub mod spec;
 pub mod task;

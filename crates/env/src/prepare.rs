@@ -84,14 +84,96 @@ pub fn prepare_env_source(
         .prefix(&format!(".{instance_id}.tmp-"))
         .tempdir_in(&root)
         .map_err(|e| ctx.io(&root, e))?;
-    let repo = tmp.path().join("repo");
-    match source {
-        RepoSource::Files(dir) => copy_tree(&ctx, dir, &repo)?,
-        RepoSource::Git { checkout, commit } => export_commit(&ctx, checkout, commit, tmp.path())?,
-    }
-    single_commit(&ctx, &repo)?;
+    export_single_commit(instance_id, source, tmp.path())?;
     move_into_place(&ctx, tmp, &target)?;
     Ok(target)
+}
+
+/// Writes the repository of `source` into `<dir>/repo` as a git repository with one
+/// deterministic commit.
+pub(crate) fn export_single_commit(
+    instance_id: &str,
+    source: RepoSource<'_>,
+    dir: &Path,
+) -> Result<(), PrepareError> {
+    let ctx = Ctx { instance_id };
+    let repo = dir.join("repo");
+    match source {
+        RepoSource::Files(from) => copy_tree(&ctx, from, &repo)?,
+        RepoSource::Git { checkout, commit } => export_commit(&ctx, checkout, commit, dir)?,
+    }
+    single_commit(&ctx, &repo)?;
+    if let RepoSource::Git { checkout, commit } = source {
+        carry_last_tag(&ctx, checkout, commit, &repo)?;
+    }
+    Ok(())
+}
+
+/// Tags the single commit with the newest tag reachable from `commit` in the checkout, as
+/// SWE-bench's images keep the tags up to base_commit: versioneer and setuptools_scm read
+/// the package's version from it, and without one an install resolved `pvlib 0+untagged`
+/// against dependencies asking for `pvlib>=0.6`. A tag reachable from base_commit says
+/// nothing about later history.
+fn carry_last_tag(
+    ctx: &Ctx<'_>,
+    checkout: &Path,
+    commit: &str,
+    repo: &Path,
+) -> Result<(), PrepareError> {
+    let Ok(tag) = git(
+        ctx,
+        checkout,
+        &[],
+        &["describe", "--tags", "--abbrev=0", commit],
+    ) else {
+        return Ok(());
+    };
+    if tag.is_empty() || tag.starts_with('-') {
+        return Ok(());
+    }
+    git(ctx, repo, &[], &["tag", &tag]).map(|_| ())
+}
+
+/// How `task`'s repository is read from `dir`: a git repository (working tree or bare
+/// mirror) at the task's base_commit, or a plain folder as it is.
+pub fn repo_source<'a>(task: &'a crate::task::Task, dir: &'a Path) -> RepoSource<'a> {
+    if is_git(dir) && !task.base_commit.is_empty() {
+        RepoSource::Git {
+            checkout: dir,
+            commit: &task.base_commit,
+        }
+    } else {
+        RepoSource::Files(dir)
+    }
+}
+
+/// A working tree with `.git`, or a bare repository (a mirror: `HEAD` and `objects/`).
+pub fn is_git(dir: &Path) -> bool {
+    dir.join(".git").exists() || (dir.join("HEAD").is_file() && dir.join("objects").is_dir())
+}
+
+/// A task whose spec names a Python environment (SWE-bench's table or its install_config)
+/// is only graded in a source `swerl prepare` built with that environment: running it with
+/// the sandbox's system Python scored wrong interpreters and missing packages as failures.
+fn needs_no_environment(task: &crate::task::Task, target: &Path) -> Result<(), PrepareError> {
+    let spec = crate::envspec::env_spec(task).map_err(|e| PrepareError::Invalid {
+        instance_id: task.instance_id.clone(),
+        reason: e.to_string(),
+    })?;
+    let Some(spec) = spec else { return Ok(()) };
+    if target.join(crate::envbuild::MANIFEST).is_file() {
+        return Ok(());
+    }
+    Err(PrepareError::Invalid {
+        instance_id: task.instance_id.clone(),
+        reason: format!(
+            "it needs a Python {} environment ({}) and {} has none; build it first with              `swerl prepare --tasks FILE --env-root {} --repos DIR`",
+            spec.python,
+            spec.origin,
+            target.display(),
+            target.parent().map_or_else(String::new, |p| p.display().to_string())
+        ),
+    })
 }
 
 /// Whether `<dir>/repo` is a git repository: only complete sources are ever renamed in.
@@ -320,34 +402,36 @@ impl EnvSources {
             instance_id: &task.instance_id,
         })?;
         let target = self.env_root.join(&task.instance_id);
-        if self.repos_in_image || is_complete(&target) {
+        if self.repos_in_image {
             return Ok(target);
         }
+        needs_no_environment(task, &target)?;
+        if is_complete(&target) {
+            return Ok(target);
+        }
+        let dir = self.repo_dir(task)?;
+        prepare_env_source(&self.env_root, &task.instance_id, repo_source(task, &dir))
+    }
+
+    /// The repository under `repos` that `task` is prepared from.
+    pub fn repo_dir(&self, task: &crate::task::Task) -> Result<PathBuf, PrepareError> {
         let candidates = self.candidates(task)?;
-        let Some(dir) = candidates.iter().find(|c| c.is_dir()) else {
-            return Err(PrepareError::Invalid {
-                instance_id: task.instance_id.clone(),
-                reason: format!(
-                    "no prepared source at {} and no repository to prepare it from (looked for {}); \
-                     pass --repos DIR with the repository, or prepare the source there yourself",
-                    target.join("repo").display(),
-                    if candidates.is_empty() {
-                        "nothing: no --repos given".to_string()
-                    } else {
-                        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
-                    }
-                ),
-            });
-        };
-        let source = if dir.join(".git").exists() && !task.base_commit.is_empty() {
-            RepoSource::Git {
-                checkout: dir,
-                commit: &task.base_commit,
-            }
-        } else {
-            RepoSource::Files(dir)
-        };
-        prepare_env_source(&self.env_root, &task.instance_id, source)
+        if let Some(dir) = candidates.iter().find(|c| c.is_dir()) {
+            return Ok(dir.clone());
+        }
+        Err(PrepareError::Invalid {
+            instance_id: task.instance_id.clone(),
+            reason: format!(
+                "no prepared source at {} and no repository to prepare it from (looked for {}); \
+                 pass --repos DIR with the repository (a working tree or a bare mirror), or prepare the source there yourself",
+                self.env_root.join(&task.instance_id).join("repo").display(),
+                if candidates.is_empty() {
+                    "nothing: no --repos given".to_string()
+                } else {
+                    candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        })
     }
 
     /// The folders under `repos` that may hold the task's repository. The row's `env_repo`
@@ -371,10 +455,17 @@ impl EnvSources {
                 })?;
             out.push(path);
         }
-        let derived = [
-            task.instance_id.clone(),
+        let (long, short) = (
             task.repo.replace('/', "__"),
             task.repo.rsplit('/').next().unwrap_or_default().to_string(),
+        );
+        // Bare mirrors are conventionally named `<name>.git`.
+        let derived = [
+            task.instance_id.clone(),
+            format!("{long}.git"),
+            format!("{short}.git"),
+            long,
+            short,
         ];
         out.extend(
             derived

@@ -57,6 +57,7 @@ fn episode(fx: &Fixture, command_timeout: Duration) -> SweEpisode {
         limits: Limits::default(),
         env: vec![],
         image: None,
+        ..Default::default()
     };
     let factory = LocalFactory::new().expect("factory");
     let config = AciConfig {

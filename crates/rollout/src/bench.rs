@@ -214,6 +214,8 @@ fn memory_grade(id: &str, resolved: bool) -> swerl_trajectory::GradeReport {
         pass_to_pass: Default::default(),
         timings: Default::default(),
         log_tail: String::new(),
+        test_log: String::new(),
+        statuses: Default::default(),
     }
 }
 

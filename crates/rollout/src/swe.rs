@@ -115,13 +115,17 @@ impl SweRollout {
     /// A live environment for `job`: a fresh sandbox over the task's source with the ACI.
     pub fn make_env(&self, job: &Job) -> Result<SweEnv, EnvFailure> {
         let task = self.known_task(&job.task_id)?;
-        let spec = SandboxSpec {
+        let mut spec = SandboxSpec {
             env_source: self.env_source(task)?,
             workdir: self.options.workdir.clone(),
             limits: self.options.sandbox_limits.clone(),
             env: self.options.env.clone(),
             image: task.environment_image().map(str::to_string),
+            ..Default::default()
         };
+        // The task's prepared Python environment, active in the agent's shell as in grading.
+        swerl_env::envbuild::apply_environment(&mut spec)
+            .map_err(|e| EnvFailure(format!("{}: {e}", job.task_id)))?;
         let sandbox = self
             .factory
             .create(&spec)
@@ -187,6 +191,8 @@ fn infra_grade(instance_id: &str, message: String) -> GradeReport {
         pass_to_pass: Default::default(),
         timings: Default::default(),
         log_tail: String::new(),
+        test_log: String::new(),
+        statuses: Default::default(),
     }
 }
 

@@ -96,6 +96,7 @@ pub fn run(config: &BenchConfig) -> Result<SandboxBench, SandboxError> {
         limits: Limits::default(),
         env: vec![],
         image: None,
+        ..Default::default()
     };
     let bare = factory.clone().without_walls_for_benchmarks();
     // Alternating halves, so that a load change on the machine hits both alike.

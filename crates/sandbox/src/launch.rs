@@ -81,6 +81,10 @@ pub(crate) struct LaunchPlan<'a> {
     pub tools: &'a HostTools,
     pub scratch: &'a Scratch,
     pub env_source: &'a Path,
+    /// A read-only layer under `env_source` (see `SandboxSpec::shared_env`).
+    pub shared_env: Option<&'a Path>,
+    /// Share the host's network namespace (environment builds only).
+    pub network: bool,
     pub workdir: &'a str,
     pub limits: &'a Limits,
     pub env: &'a [(String, String)],
@@ -125,16 +129,25 @@ impl LaunchPlan<'_> {
     }
 
     fn overlay_options(&self) -> Result<String, SandboxError> {
-        let lower = self.env_source.to_string_lossy();
-        if lower.contains([',', ':', '\n']) {
-            return Err(SandboxError::Start(format!(
-                "env_source {lower} contains ',' or ':', which overlayfs options cannot carry; move it to a plain path"
-            )));
+        let mut layers = vec![self.env_source];
+        layers.extend(self.shared_env);
+        let mut lower = Vec::new();
+        for layer in layers {
+            let text = layer.to_string_lossy();
+            if text.contains([',', ':', '\n']) {
+                return Err(SandboxError::Start(format!(
+                    "environment layer {text} contains ',' or ':', which overlayfs options cannot carry; move it to a plain path"
+                )));
+            }
+            lower.push(text);
         }
+        let lower = lower.join(":");
         // index=off: a restarted shell remounts the same upper dir; without the inode index
         // the kernel allows that even if the old superblock is still being torn down.
+        // nosuid,nodev: the layers may come from an environment build that ran a task's own
+        // commands; a set-uid file or device node planted there must stay inert.
         Ok(format!(
-            "lowerdir={lower},upperdir={},workdir={},index=off",
+            "nosuid,nodev,lowerdir={lower},upperdir={},workdir={},index=off",
             self.scratch.layer("upper").display(),
             self.scratch.layer("work").display()
         ))
@@ -149,11 +162,13 @@ impl LaunchPlan<'_> {
         for flag in [
             "--unshare-ipc",
             "--unshare-pid",
-            "--unshare-net",
             "--unshare-uts",
             "--unshare-cgroup-try",
         ] {
             push(&[&flag]);
+        }
+        if !self.network {
+            push(&[&"--unshare-net"]);
         }
         push(&[
             &"--die-with-parent",
@@ -374,6 +389,8 @@ mod tests {
             tools: &tools,
             scratch: &scratch,
             env_source: Path::new("/x"),
+            shared_env: None,
+            network: false,
             workdir: "/testbed",
             limits: &Limits::default(),
             env: &extra,
@@ -394,6 +411,8 @@ mod tests {
             tools: &tools,
             scratch: &scratch,
             env_source: Path::new("/a:b"),
+            shared_env: None,
+            network: false,
             workdir: "/testbed",
             limits: &Limits::default(),
             env: &[],

@@ -157,7 +157,7 @@ mod secs {
 }
 
 /// What a sandbox is made from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxSpec {
     /// Prepared, read-only environment source: a directory whose `repo/` subdirectory holds
     /// the repository (at base_commit, single-commit history). It is never modified: the
@@ -172,6 +172,14 @@ pub struct SandboxSpec {
     /// images; `None` takes the backend's default. The local backend's environment is
     /// `env_source`, so it ignores this.
     pub image: Option<String>,
+    /// A shared, read-only layer under `env_source` (the task's Python environment, built by
+    /// `swerl prepare` and shared by every task of the same repository and version): the
+    /// sandbox's `/env` shows `env_source` over it. The local backend only; images carry
+    /// their own environment.
+    pub shared_env: Option<PathBuf>,
+    /// Whether the sandbox reaches the host's network. Only environment builds ask for it;
+    /// agent episodes and grading never do (their network namespace has loopback only).
+    pub network: bool,
 }
 
 /// The result of one command in the persistent shell.

@@ -122,6 +122,10 @@ impl LocalFactory {
                 spec.workdir
             )));
         }
+        let shared_env = match &spec.shared_env {
+            Some(dir) => Some(dir.canonicalize().map_err(|e| io_err(dir, e))?),
+            None => None,
+        };
         let limits = &spec.limits;
         let quota = self.walls.then_some(limits.disk_bytes);
         let scratch = Scratch::allocate(&self.scratch_root, quota)?;
@@ -144,6 +148,7 @@ impl LocalFactory {
             scratch,
             spec: SandboxSpec {
                 env_source,
+                shared_env,
                 ..spec.clone()
             },
             shell: None,
@@ -209,11 +214,35 @@ impl LocalSandbox {
         self.shell.as_ref().map(Shell::pid)
     }
 
+    /// Ends the sandbox and keeps what its commands changed under `/env` (the overlay's upper
+    /// layer: new and changed files, whiteouts for removed ones) at `dest`, which must not
+    /// exist. For environment builds: the result becomes a read-only layer of later sandboxes.
+    /// The caller owns `dest` afterwards and must treat its contents as untrusted (they were
+    /// written by the sandboxed commands).
+    pub fn keep_changes(mut self, dest: &Path) -> Result<(), SandboxError> {
+        self.stop_shell();
+        let upper = self.scratch.layer("upper");
+        if std::fs::rename(&upper, dest).is_err() {
+            // Another filesystem (e.g. a tmpfs upper layer): copy with xattrs (opaque
+            // directories) and device nodes (whiteouts) intact.
+            let (from, to) = (format!("{}/.", upper.display()), dest.display().to_string());
+            std::fs::create_dir_all(dest).map_err(|e| io_err(dest, e))?;
+            crate::host_command_checked(
+                "cp",
+                &["-a", "--preserve=all", &from, &to],
+                Path::new("/"),
+            )?;
+        }
+        self.teardown()
+    }
+
     fn start_shell(&mut self) -> Result<(), SandboxError> {
         let plan = LaunchPlan {
             tools: &self.tools,
             scratch: &self.scratch,
             env_source: &self.spec.env_source,
+            shared_env: self.spec.shared_env.as_deref(),
+            network: self.spec.network,
             workdir: &self.spec.workdir,
             limits: &self.spec.limits,
             env: &self.spec.env,

@@ -52,6 +52,7 @@ fn spec(fx: &Fixture, limits: Limits) -> SandboxSpec {
         limits,
         env: vec![],
         image: None,
+        ..Default::default()
     }
 }
 

@@ -139,6 +139,8 @@ mod tests {
             pass_to_pass: Default::default(),
             timings: Default::default(),
             log_tail: String::new(),
+            test_log: String::new(),
+            statuses: Default::default(),
         });
         Trajectory {
             schema_version: swerl_trajectory::SCHEMA_VERSION,

@@ -32,6 +32,17 @@ pub enum GradeOutcome {
     Graded,
     /// The grader itself failed (sandbox did not start, disk full, ...).
     InfraError { message: String },
+    /// The environment, not the patch, decided the test run: a missing interpreter, the
+    /// project imported from outside the repository, a log naming none of the listed tests.
+    /// Unknown like `InfraError`, and reported apart so a broken environment is seen as one.
+    EnvironmentError { message: String },
+}
+
+impl GradeOutcome {
+    /// Whether the grade is unknown (retry or exclude; never a reward).
+    pub fn is_unknown(&self) -> bool {
+        !matches!(self, GradeOutcome::Graded)
+    }
 }
 
 /// Per-task grading report (SWE-bench's report, plus reasons and timings).
@@ -52,4 +63,11 @@ pub struct GradeReport {
     pub timings: BTreeMap<String, f64>,
     /// Tail of the raw test log, for people.
     pub log_tail: String,
+    /// The whole test log, capped with a marker (reports of `validate` and `grade`; empty in
+    /// trajectories, which keep only the tail).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub test_log: String,
+    /// Every status the log parser found, listed tests or not (kept with `test_log`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statuses: BTreeMap<String, TestStatus>,
 }

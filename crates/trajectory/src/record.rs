@@ -50,10 +50,7 @@ impl Trajectory {
     /// True when this record must be retried or excluded rather than scored: the episode
     /// ended in an infrastructure failure, or the grader itself failed.
     pub fn is_infra_failure(&self) -> bool {
-        let grade_failed = self
-            .grade
-            .as_ref()
-            .is_some_and(|g| matches!(g.outcome, GradeOutcome::InfraError { .. }));
+        let grade_failed = self.grade.as_ref().is_some_and(|g| g.outcome.is_unknown());
         self.status.is_infra_failure() || grade_failed
     }
 

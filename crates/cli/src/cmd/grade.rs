@@ -40,6 +40,9 @@ struct Summary {
     total: usize,
     resolved: usize,
     infra_errors: usize,
+    /// Of the infrastructure errors, those where the environment decided the test run
+    /// (`environment error:` reasons): fix the environment, then grade them again.
+    environment_errors: usize,
     reports: Vec<PredictionReport>,
 }
 
@@ -65,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let factory = args.tasks.factory()?;
-    let (sources, opts) = (args.tasks.env_sources(), args.tasks.grade_options());
+    let (sources, mut opts) = (args.tasks.env_sources(), args.tasks.grade_options());
+    opts.keep_log_bytes = super::validate::REPORT_LOG_BYTES;
     let bar = progress_bar(predictions.len(), "grading");
     let reports = par_map(&predictions, args.tasks.jobs(), |p| {
         let task = by_id[p.instance_id.as_str()];
@@ -143,6 +147,8 @@ fn infra_report(task: &swerl_env::task::Task, message: String) -> GradeReport {
         pass_to_pass: none(&task.pass_to_pass),
         timings: Default::default(),
         log_tail: String::new(),
+        test_log: String::new(),
+        statuses: Default::default(),
     }
 }
 
@@ -150,13 +156,18 @@ fn summarise(predictions: &Path, reports: Vec<PredictionReport>) -> Summary {
     let resolved = reports.iter().filter(|r| r.report.resolved).count();
     let infra_errors = reports
         .iter()
-        .filter(|r| matches!(r.report.outcome, GradeOutcome::InfraError { .. }))
+        .filter(|r| r.report.outcome.is_unknown())
+        .count();
+    let environment_errors = reports
+        .iter()
+        .filter(|r| matches!(r.report.outcome, GradeOutcome::EnvironmentError { .. }))
         .count();
     Summary {
         predictions: predictions.display().to_string(),
         total: reports.len(),
         resolved,
         infra_errors,
+        environment_errors,
         reports,
     }
 }
@@ -166,10 +177,11 @@ fn print_summary(summary: &Summary, out: &Path) {
         println!("{}: {}", r.report.instance_id, r.report.reason);
     }
     println!(
-        "resolved {}/{} ({} infrastructure error(s), not counted as graded); report: {}",
+        "resolved {}/{} ({} infrastructure error(s), {} of them environment errors, not counted as graded); report: {}",
         summary.resolved,
         summary.total,
         summary.infra_errors,
+        summary.environment_errors,
         out.display()
     );
 }

@@ -7,6 +7,7 @@ pub mod grade;
 pub mod launch;
 pub mod merge;
 pub mod model;
+pub mod prepare;
 pub mod rft;
 pub mod rl;
 pub mod rollout;

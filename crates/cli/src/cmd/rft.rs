@@ -251,6 +251,8 @@ mod tests {
                 pass_to_pass: Default::default(),
                 timings: Default::default(),
                 log_tail: String::new(),
+                test_log: String::new(),
+                statuses: Default::default(),
             }),
             reward: Some(RewardParts {
                 resolved: r,

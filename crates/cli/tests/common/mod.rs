@@ -114,6 +114,7 @@ pub fn make_task_image(task: &Task, image: &str, scratch: &Path) {
         limits: Limits::default(),
         env: Vec::new(),
         image: None,
+        ..Default::default()
     };
     let mut sb = factory.create_container(&spec).unwrap();
     sb.write_file("/tmp/gold.patch", task.patch.as_bytes())

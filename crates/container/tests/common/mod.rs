@@ -33,6 +33,7 @@ pub fn spec() -> SandboxSpec {
         },
         env: vec![("SWERL_TEST".into(), "1".into())],
         image: None,
+        ..Default::default()
     }
 }
 

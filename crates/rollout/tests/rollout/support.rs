@@ -45,5 +45,7 @@ pub fn grade(instance_id: &str, resolved: bool) -> GradeReport {
         pass_to_pass: Default::default(),
         timings: Default::default(),
         log_tail: String::new(),
+        test_log: String::new(),
+        statuses: Default::default(),
     }
 }

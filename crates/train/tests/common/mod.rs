@@ -97,6 +97,8 @@ pub fn trajectory(
             pass_to_pass: Default::default(),
             timings: Default::default(),
             log_tail: String::new(),
+            test_log: String::new(),
+            statuses: Default::default(),
         }),
         reward: Some(RewardParts {
             resolved: reward,
