@@ -335,6 +335,7 @@ fn every_file_tool_refuses_proc_sys_devices_and_fifos_on_the_local_backend() {
         limits: Limits::default(),
         env: vec![],
         image: None,
+        ..Default::default()
     };
     let factory = LocalFactory::new().expect("factory");
     hostile_file_tools::every_file_tool_is_refused(&factory, &spec);
@@ -350,6 +351,7 @@ fn every_file_tool_refuses_proc_sys_devices_and_fifos_on_the_container_backend()
         limits: Limits::default(),
         env: vec![],
         image: None,
+        ..Default::default()
     };
     let factory = swerl_container::ContainerFactory::new(Default::default()).unwrap_or_else(|e| {
         panic!(
